@@ -1,0 +1,70 @@
+"""Fast evaluation of a model on a pre-tokenised, length-sorted, dynamically padded set."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import cache
+from .data import Batch, Encoded, Task, eval_batches
+from .metrics import compute_metrics
+from .models import autocast_dtype
+
+
+@dataclass
+class EvalSet:
+    """Evaluation batches already on the device, with their labels and a content hash."""
+
+    task: Task
+    batches: list[Batch]
+    labels: np.ndarray  # in batch order
+    n_tokens: int
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def prepare_eval(enc: Encoded, device: torch.device | str = "cpu", batch_size: int = 64) -> EvalSet:
+    """Sort by length, pad per batch and move to ``device`` once."""
+    batches = eval_batches(enc, batch_size)
+    labels = np.concatenate([b["labels"].numpy() for b in batches])
+    moved = [{k: v.to(device) for k, v in b.items()} for b in batches]
+    fp = cache.stable_hash({"enc": enc.fingerprint, "bs": batch_size})
+    return EvalSet(enc.task, moved, labels, enc.n_tokens, fp)
+
+
+def loss_fn(task: Task, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy (classification) or mean squared error (regression)."""
+    logits = logits.float()
+    if task.is_regression:
+        return torch.nn.functional.mse_loss(logits.view(-1), labels.float().view(-1), reduction=reduction)
+    return torch.nn.functional.cross_entropy(logits, labels, reduction=reduction)
+
+
+def forward_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Logits of a batch (labels are not passed to the model: the loss is ours)."""
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 token_type_ids=batch["token_type_ids"]).logits
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, data: EvalSet, precision: str = "auto") -> dict[str, float]:
+    """Mean loss and task metrics of ``model`` (in eval mode: no dropout) on ``data``."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    dtype = autocast_dtype(precision, device)
+    total, outputs = 0.0, []
+    try:
+        for batch in data.batches:
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits = forward_logits(model, batch)
+            total += float(loss_fn(data.task, logits, batch["labels"], reduction="sum"))
+            outputs.append(logits.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    result = compute_metrics(data.task, np.concatenate(outputs), data.labels)
+    result["loss"] = total / len(data)
+    return result
