@@ -39,6 +39,8 @@ class RunSpec:
         precision: ``auto`` (bf16 autocast on GPU, fp32 on CPU), ``fp32`` or ``bf16``.
         glue_dir: GLUE folder for GLUE tasks (``None``: ``$BERTSCAPE_GLUE_DIR`` or the hub).
         max_grad_norm: gradient clipping norm (BERT's 1.0).
+        metric: the task metric reported as "the" dev metric (``None``: the task's GLUE main
+            metric). Classification metrics (accuracy, f1, mcc) are refused for regression tasks.
     """
 
     task: str = "movies"
@@ -60,10 +62,16 @@ class RunSpec:
     precision: str = "auto"
     glue_dir: str | None = None
     max_grad_norm: float = 1.0
+    metric: str | None = None
 
     def __post_init__(self) -> None:
         t = get_task(self.task)
         object.__setattr__(self, "task", t.name)
+        if self.metric is None:
+            object.__setattr__(self, "metric", t.main_metric)
+        elif self.metric not in t.metrics:
+            kind = "regression" if t.is_regression else "classification"
+            raise bad_value("metric", self.metric, f"a metric of the {kind} task {t.name!r}: {', '.join(t.metrics)}")
         if self.init not in INITS:
             raise bad_value("init", self.init, INITS)
         for name in ("seed", "data_seed"):
