@@ -1,0 +1,418 @@
+"""The book's figures: one style, fixed colours for pre-trained (PT) vs from-scratch (RI).
+
+Every helper takes plain data and returns the figure it drew (matplotlib ``Figure`` or plotly
+``go.Figure``); notebooks display it.  Accepted inputs:
+
+* **training history** — a DataFrame per init with a step column and a value column, e.g.
+  :attr:`bertscape.train.RunResult.steps` (``step, epoch, loss, lr, seconds``) and
+  :attr:`~bertscape.train.RunResult.evals` (``step, epoch, dev_loss, dev_<metric>``).
+* **1D curve** — an ``xarray.Dataset``/``DataArray`` with dimension ``alpha``, or a DataFrame with
+  an ``alpha`` column and one column per quantity (``train_loss``, ``dev_loss``, ``dev_error`` …).
+* **2D surface** — an ``xarray.Dataset``/``DataArray`` with dimensions ``alpha`` and ``beta``
+  (any order), a long DataFrame with columns ``alpha``, ``beta`` and the quantity, or a tuple
+  ``(alpha, beta, Z)`` of 1-D coordinates and a 2-D array ``Z`` of shape ``(len(beta), len(alpha))``.
+* **trajectory** — a DataFrame with columns ``alpha`` and ``beta`` (one row per checkpoint, in
+  order; an optional ``step`` column labels the ends).
+* **per-layer values** — a long DataFrame with columns ``layer``, ``init`` and the value column.
+
+Mappings are keyed by the init name (``"pretrained"``, ``"scratch"``); any other key is drawn in a
+neutral colour with the key as label.  Plotly figures go through :func:`show_plotly`, which works in
+the static site (plotly.js loaded once from the book's ``_static`` folder) and in JupyterLab.
+"""
+from __future__ import annotations
+
+import html
+import json
+import uuid
+from typing import Any, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "INIT_COLORS", "INIT_LABELS", "INIT_SHORT", "ALPHA_LABEL", "BETA_LABEL", "use_style", "init_color",
+    "init_label", "training_curves", "curve_1d", "contour_pair", "surface3d_pair", "layer_bars",
+    "layer_lines", "show_plotly", "plotly_bundle", "grid_arrays",
+]
+
+#: Fixed colours (colour-blind safe, from the Okabe–Ito palette): PT blue, RI vermilion.
+INIT_COLORS: dict[str, str] = {"pretrained": "#0072B2", "scratch": "#D55E00"}
+INIT_LABELS: dict[str, str] = {"pretrained": "pre-trained (PT)", "scratch": "from scratch (RI)"}
+INIT_SHORT: dict[str, str] = {"pretrained": "PT", "scratch": "RI"}
+_OTHER = "#555555"
+#: Axis labels of the landscape plane: both coordinates are multiples of a direction vector.
+ALPHA_LABEL = "α  (multiples of δ1 = θ1 − θ0)"
+BETA_LABEL = "β  (multiples of δ2, filter-normalised)"
+#: Sequential colour map of the surfaces (low loss dark).
+SURFACE_CMAP = "viridis"
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib/seaborn style (call once at the top of a chapter)."""
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
+    plt.rcParams.update({
+        "figure.figsize": (6.4, 4.0),
+        "figure.dpi": 110,
+        "savefig.dpi": 110,
+        "figure.constrained_layout.use": True,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.titlesize": "medium",
+        "axes.titleweight": "bold",
+        "legend.frameon": False,
+        "image.cmap": SURFACE_CMAP,
+    })
+
+
+def init_color(init: str) -> str:
+    """The fixed colour of a starting point (neutral grey for unknown keys)."""
+    return INIT_COLORS.get(init, _OTHER)
+
+
+def init_label(init: str) -> str:
+    """Legend label of a starting point (the key itself for unknown keys)."""
+    return INIT_LABELS.get(init, str(init))
+
+
+# ---------------------------------------------------------------------------- input handling
+
+def _curve_frame(curve: Any) -> pd.DataFrame:
+    """A 1D curve as a DataFrame with an ``alpha`` column."""
+    try:
+        import xarray as xr
+    except ImportError:  # pragma: no cover - xarray is a dependency
+        xr = None
+    if xr is not None and isinstance(curve, xr.DataArray):
+        curve = curve.to_dataset(name=curve.name or "value")
+    if xr is not None and isinstance(curve, xr.Dataset):
+        if "alpha" not in curve.dims:
+            raise ValueError(f"curve: expected a Dataset with dimension 'alpha'; got dims {tuple(curve.dims)}")
+        extra = [d for d in curve.dims if d != "alpha"]
+        if extra:
+            raise ValueError(f"curve: expected only dimension 'alpha'; select {extra} first (e.g. .sel(beta=0))")
+        return curve.to_dataframe().reset_index()
+    if isinstance(curve, pd.DataFrame):
+        if "alpha" not in curve.columns:
+            curve = curve.reset_index()
+        if "alpha" not in curve.columns:
+            raise ValueError(f"curve: expected a column 'alpha'; got {list(curve.columns)}")
+        return curve
+    raise TypeError(f"curve: expected an xarray Dataset/DataArray or a DataFrame; got {type(curve).__name__}")
+
+
+def grid_arrays(surface: Any, var: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(alpha, beta, Z)`` of a 2D surface with ``Z.shape == (len(beta), len(alpha))``.
+
+    ``surface`` is an xarray Dataset/DataArray with dims ``alpha`` and ``beta``, a long DataFrame
+    with columns ``alpha``, ``beta`` and ``var``, or a tuple ``(alpha, beta, Z)``.
+    """
+    try:
+        import xarray as xr
+    except ImportError:  # pragma: no cover
+        xr = None
+    if isinstance(surface, tuple):
+        a, b, z = (np.asarray(x, dtype=float) for x in surface)
+        if z.shape != (len(b), len(a)):
+            raise ValueError(f"surface: Z has shape {z.shape}; expected (len(beta), len(alpha)) = {(len(b), len(a))}")
+        return a, b, z
+    if xr is not None and isinstance(surface, xr.Dataset):
+        if var not in surface:
+            raise KeyError(f"surface has no variable {var!r}; available: {list(surface.data_vars)}")
+        surface = surface[var]
+    if xr is not None and isinstance(surface, xr.DataArray):
+        if set(surface.dims) != {"alpha", "beta"}:
+            raise ValueError(f"surface: expected dims ('alpha', 'beta'); got {tuple(surface.dims)}")
+        da = surface.transpose("beta", "alpha")
+        return (np.asarray(da["alpha"].values, float), np.asarray(da["beta"].values, float),
+                np.asarray(da.values, float))
+    if isinstance(surface, pd.DataFrame):
+        df = surface.reset_index() if "alpha" not in surface.columns else surface
+        missing = {"alpha", "beta", var} - set(df.columns)
+        if missing:
+            raise ValueError(f"surface: DataFrame lacks columns {sorted(missing)}")
+        p = df.pivot_table(index="beta", columns="alpha", values=var, aggfunc="mean")
+        return np.asarray(p.columns, float), np.asarray(p.index, float), p.to_numpy(float)
+    raise TypeError(f"surface: expected an xarray Dataset/DataArray, a DataFrame or (alpha, beta, Z); "
+                    f"got {type(surface).__name__}")
+
+
+def _pretty(var: str) -> str:
+    return {"train_loss": "training loss", "dev_loss": "dev loss", "dev_error": "dev error (1 − metric)",
+            "loss": "training loss", "train_error": "training error"}.get(var, var.replace("_", " "))
+
+
+# ---------------------------------------------------------------------------- training curves
+
+def training_curves(steps: Mapping[str, pd.DataFrame], evals: Mapping[str, pd.DataFrame] | None = None, *,
+                    loss: str = "loss", metric: str | None = None, smooth: int = 9,
+                    title: str | None = None) -> plt.Figure:
+    """Training loss (left) and, when ``evals`` is given, a dev metric (right), PT vs RI.
+
+    Args:
+        steps: per init, a DataFrame with columns ``step`` and ``loss`` (one row per optimiser step).
+        evals: per init, a DataFrame with ``step`` and dev columns (``dev_accuracy`` …).
+        loss: the loss column of ``steps``.
+        metric: the dev column to plot (default: the first ``dev_*`` column that is not ``dev_loss``).
+        smooth: centred rolling-mean window over steps (1 = raw); the raw curve is drawn faintly.
+    """
+    ncols = 2 if evals else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 3.6), squeeze=False)
+    ax = axes[0, 0]
+    for init, df in steps.items():
+        c = init_color(init)
+        ax.plot(df["step"], df[loss], color=c, alpha=0.25, lw=0.8)
+        y = df[loss].rolling(max(1, smooth), center=True, min_periods=1).mean()
+        ax.plot(df["step"], y, color=c, lw=2, label=init_label(init))
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(_pretty("train_loss") + " (per batch)")
+    ax.legend()
+    if evals:
+        ax2 = axes[0, 1]
+        for init, df in evals.items():
+            col = metric or next((c for c in df.columns if c.startswith("dev_") and c != "dev_loss"), "dev_loss")
+            ax2.plot(df["step"], df[col], "o-", color=init_color(init), lw=2, ms=4, label=init_label(init))
+            ax2.set_ylabel(col.replace("dev_", "dev ").replace("_", " "))
+        ax2.set_xlabel("optimiser step")
+        ax2.legend()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------- 1D curves
+
+def curve_1d(curves: Mapping[str, Any], var: str | Sequence[str] = "train_loss", *, ax: plt.Axes | None = None,
+             logy: bool = False, mark_ends: bool = True, title: str | None = None,
+             xlabel: str = ALPHA_LABEL) -> plt.Figure:
+    """1D curves f(α) per init; several ``var`` share the axes (first solid, then dashed, dotted).
+
+    ``curves[init]`` is an xarray object with dimension ``alpha`` or a DataFrame with ``alpha``.
+    θ0 (α = 0) and θ1 (α = 1) are marked with vertical lines.
+    """
+    vars_ = [var] if isinstance(var, str) else list(var)
+    styles = ["-", "--", ":", "-."]
+    fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 4.0))
+    ax = ax if ax is not None else fig.add_subplot()
+    for init, cur in curves.items():
+        df = _curve_frame(cur).sort_values("alpha")
+        for k, v in enumerate(vars_):
+            if v not in df.columns:
+                raise KeyError(f"curve {init!r} has no column {v!r}; available: {list(df.columns)}")
+            lab = init_label(init) + ("" if len(vars_) == 1 else f" — {_pretty(v)}")
+            ax.plot(df["alpha"], df[v], styles[k % 4], color=init_color(init), lw=2, label=lab)
+    if mark_ends:
+        for x, name in ((0.0, "θ0"), (1.0, "θ1")):
+            ax.axvline(x, color="0.6", lw=0.8, ls=":")
+            ax.annotate(name, (x, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
+                        fontsize="small", color="0.35")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(_pretty(vars_[0]) if len(vars_) == 1 else "value")
+    ax.legend()
+    if title:
+        ax.set_title(title, pad=14)
+    return fig
+
+
+# ---------------------------------------------------------------------------- 2D contours
+
+def _levels(zmin: float, zmax: float, n: int, log: bool) -> np.ndarray:
+    if log:
+        lo = max(zmin, 1e-6)
+        return np.geomspace(lo, max(zmax, lo * 1.0001), n)
+    return np.linspace(zmin, zmax if zmax > zmin else zmin + 1e-9, n)
+
+
+def contour_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *,
+                 trajectories: Mapping[str, pd.DataFrame] | None = None, levels: int = 25,
+                 log: bool = False, clip: float | None = None, title: str | None = None,
+                 cbar_label: str | None = None) -> plt.Figure:
+    """Filled contour plots side by side (one panel per init) on one shared colour scale.
+
+    Args:
+        surfaces: per init, a 2D surface (see :func:`grid_arrays`).
+        var: the quantity to draw (``train_loss``, ``dev_error`` …).
+        trajectories: per init, checkpoints projected on the plane (``alpha``, ``beta`` columns).
+        levels: number of contour levels.
+        log: logarithmic levels (losses spanning decades).
+        clip: cap the colour scale at this value (the scratch surface can reach huge losses far
+            from its path; values above ``clip`` share the top colour). ``None`` = no cap.
+        cbar_label: colour-bar label (default: the quantity's name).
+
+    θ0 is marked with a circle at (0, 0) and θ1 with a star at (1, 0).
+    """
+    grids = {k: grid_arrays(s, var) for k, s in surfaces.items()}
+    zs = np.concatenate([g[2][np.isfinite(g[2])].ravel() for g in grids.values()])
+    zmin, zmax = float(zs.min()), float(zs.max())
+    if clip is not None:
+        zmax = min(zmax, clip)
+    lv = _levels(zmin, zmax, levels, log)
+    n = len(grids)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n + 0.8, 4.2), squeeze=False, sharex=False, sharey=False)
+    cs = None
+    from matplotlib import colors as mcolors
+
+    norm = mcolors.LogNorm(lv[0], lv[-1]) if log else mcolors.Normalize(lv[0], lv[-1])
+    for ax, (init, (a, b, z)) in zip(axes[0], grids.items()):
+        zc = np.clip(z, lv[0], lv[-1])
+        cs = ax.contourf(a, b, zc, levels=lv, cmap=SURFACE_CMAP, norm=norm, extend="neither")
+        ax.contour(a, b, zc, levels=lv[::4], colors="white", linewidths=0.4, alpha=0.6)
+        ax.plot([0], [0], "o", color="white", mec="black", ms=7, label="θ0")
+        ax.plot([1], [0], "*", color="white", mec="black", ms=12, label="θ1")
+        if trajectories and init in trajectories:
+            t = trajectories[init]
+            ax.plot(t["alpha"], t["beta"], "-o", color=init_color(init), mec="white", lw=1.8, ms=4,
+                    label="trajectory (projected)")
+        ax.set_title(init_label(init), color=init_color(init))
+        ax.set_xlabel(ALPHA_LABEL)
+        ax.set_ylabel(BETA_LABEL)
+        ax.set_aspect("auto")
+        ax.grid(False)
+    axes[0, 0].legend(loc="lower left", fontsize="small", frameon=True)
+    if cs is not None:
+        cb = fig.colorbar(cs, ax=list(axes[0]), shrink=0.9)
+        cb.set_label(cbar_label or _pretty(var) + (" (capped)" if clip is not None and clip < float(zs.max()) else ""))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------- 3D (plotly)
+
+def surface3d_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *, clip: float | None = None,
+                   title: str | None = None, height: int = 480) -> "Any":
+    """An interactive plotly figure: one 3D surface per init side by side, one shared colour scale.
+
+    Display it with :func:`show_plotly` (works offline in the static site).
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    grids = {k: grid_arrays(s, var) for k, s in surfaces.items()}
+    zs = np.concatenate([g[2][np.isfinite(g[2])].ravel() for g in grids.values()])
+    zmin, zmax = float(zs.min()), float(zs.max())
+    if clip is not None:
+        zmax = min(zmax, clip)
+    n = len(grids)
+    fig = make_subplots(rows=1, cols=n, specs=[[{"type": "surface"}] * n],
+                        subplot_titles=[init_label(k) for k in grids], horizontal_spacing=0.02)
+    for j, (init, (a, b, z)) in enumerate(grids.items(), start=1):
+        fig.add_trace(go.Surface(x=a, y=b, z=np.minimum(z, zmax), cmin=zmin, cmax=zmax, colorscale="Viridis",
+                                 showscale=(j == n), name=init_label(init),
+                                 colorbar=dict(title=dict(text=_pretty(var)), len=0.8),
+                                 hovertemplate="α=%{x:.2f}<br>β=%{y:.2f}<br>" + var + "=%{z:.4f}<extra></extra>"),
+                      row=1, col=j)
+    scene = dict(xaxis_title="α (δ1)", yaxis_title="β (δ2)", zaxis_title=_pretty(var),
+                 zaxis=dict(range=[zmin, zmax]), camera=dict(eye=dict(x=1.5, y=-1.5, z=0.9)))
+    fig.update_layout(**{("scene" if j == 1 else f"scene{j}"): scene for j in range(1, n + 1)})
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=50 if title else 30, b=0),
+                      title=dict(text=title) if title else None)
+    return fig
+
+
+def plotly_bundle(fig: Any, div_id: str | None = None) -> dict[str, Any]:
+    """The MIME bundle :func:`show_plotly` displays.
+
+    * ``text/html``: a ``<div>`` plus a ``<script>`` that calls ``Plotly.newPlot`` — plotly.js itself
+      is *not* embedded; the static site loads it once from ``_static/plotly.min.js``.  If plotly.js
+      is missing the div shows a short note instead of staying empty.
+    * ``application/vnd.plotly.v1+json``: the figure JSON, rendered live by JupyterLab / VS Code.
+    * ``text/plain``: a one-line description for terminals.
+    """
+    div_id = div_id or f"bertscape-plotly-{uuid.uuid4().hex[:12]}"
+    spec = fig.to_plotly_json()
+    layout = spec.get("layout") or {}
+    text = json.dumps({"data": spec.get("data", []), "layout": layout}, cls=_plotly_encoder())
+    figure_json = json.loads(text)  # plain JSON types only
+    script_payload = text.replace("</", "<\\/")  # figure text cannot close the <script> element
+    config = json.dumps({"responsive": True, "displaylogo": False})
+    height = int(layout.get("height") or 480)
+    html_out = (
+        f'<div class="bertscape-plotly">'
+        f'<div id="{div_id}" class="plotly-graph-div" style="height:{height}px; width:100%;"></div>'
+        f'<script type="text/javascript">(function() {{'
+        f' var el = document.getElementById("{div_id}"); if (!el) return;'
+        f' if (typeof window.Plotly === "undefined") {{ el.style.height = "auto";'
+        f' el.textContent = "(interactive figure: plotly.js is not loaded on this page)"; return; }}'
+        f' var fig = {script_payload};'
+        f' window.Plotly.newPlot(el, fig.data, fig.layout, {config});'
+        f'}})();</script></div>'
+    )
+    title = (figure_json["layout"].get("title") or {}).get("text")
+    return {
+        "text/html": html_out,
+        "application/vnd.plotly.v1+json": figure_json,
+        "text/plain": f"<plotly figure{': ' + html.escape(str(title)) if title else ''}>",
+    }
+
+
+def _plotly_encoder() -> type[json.JSONEncoder]:
+    from plotly.utils import PlotlyJSONEncoder
+
+    return PlotlyJSONEncoder
+
+
+def show_plotly(fig: Any, div_id: str | None = None) -> None:
+    """Display a plotly figure so that it renders both in the static book and in JupyterLab.
+
+    Do not use ``fig.show()`` in chapters: depending on the renderer it either embeds 4 MB of
+    plotly.js in every output or fetches it from a CDN, which the offline site cannot do.
+    """
+    from IPython.display import display
+
+    display(plotly_bundle(fig, div_id), raw=True)
+
+
+# ---------------------------------------------------------------------------- layers
+
+def _layer_frame(df: pd.DataFrame, value: str) -> pd.DataFrame:
+    missing = {"layer", "init", value} - set(df.columns)
+    if missing:
+        raise ValueError(f"per-layer data lacks columns {sorted(missing)}; got {list(df.columns)}")
+    return df
+
+
+def layer_bars(df: pd.DataFrame, value: str, *, ylabel: str | None = None, title: str | None = None,
+               ax: plt.Axes | None = None, logy: bool = False) -> plt.Figure:
+    """Grouped bars per layer (x) and init (colour).
+
+    ``df`` is long: columns ``layer`` (label or index, in display order), ``init`` and ``value``.
+    """
+    import seaborn as sns
+
+    df = _layer_frame(df, value)
+    order = list(dict.fromkeys(df["layer"]))
+    inits = list(dict.fromkeys(df["init"]))
+    fig = ax.figure if ax is not None else plt.figure(figsize=(max(6.4, 0.5 * len(order) * len(inits)), 3.8))
+    ax = ax if ax is not None else fig.add_subplot()
+    sns.barplot(data=df, x="layer", y=value, hue="init", order=order, hue_order=inits,
+                palette={i: init_color(i) for i in inits}, ax=ax, errorbar=None)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, [init_label(i) for i in labels])
+    ax.set_xlabel("layer")
+    ax.set_ylabel(ylabel or value.replace("_", " "))
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def layer_lines(df: pd.DataFrame, value: str, *, x: str = "layer", ylabel: str | None = None,
+                title: str | None = None, ax: plt.Axes | None = None, marker: str = "o") -> plt.Figure:
+    """One line per init of ``value`` against ``x`` (``layer`` or e.g. ``k`` restored layers)."""
+    df = _layer_frame(df, value) if x == "layer" else df
+    fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 3.8))
+    ax = ax if ax is not None else fig.add_subplot()
+    for init, g in df.groupby("init", sort=False):
+        ax.plot(g[x], g[value], marker=marker, color=init_color(str(init)), lw=2, label=init_label(str(init)))
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(ylabel or value.replace("_", " "))
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return fig

@@ -1,0 +1,394 @@
+"""Named run sizes ("profiles") shared by every chapter of the book.
+
+A profile fixes *how big* each experiment is — data sizes, training budget, grid resolution,
+evaluation subset, precision — so that one notebook runs unchanged from a seconds-long smoke test
+to the paper-scale experiment on a GPU.  Three profiles exist:
+
+========  ==========================================================================================
+smoke     seconds; for tests. 64 sentences, one epoch, 5-point curves, 5×5 grids.
+quick     the default. The embedded MiniLM model on the embedded ``movies`` task, sized so the whole
+          book executes cold in well under 30 minutes on a 2-core CPU.
+paper     ``bert-base-uncased`` on MRPC, RTE, SST-2 and CoLA, full data, paper-like grids; needs a GPU
+          and either a reachable model hub or local copies (see :attr:`Profile.glue_dir`).
+========  ==========================================================================================
+
+Every field can be overridden: ``get_profile("quick", n_train=500)``; in a chapter notebook the
+papermill parameters ``profile``, ``tasks``, ``glue_dir`` and ``overrides`` go through
+:func:`from_params`.  The cost estimate of the quick profile (measured on the project's 2-core
+machines: a training step at batch 32 / length 64 ≈ 0.6 s, an evaluation of 512 sentences ≈ 1.2 s
+fp32 / 0.5 s bf16):
+
+* 2 runs (PT, RI) × 3 epochs × 63 steps ≈ 2 × 2 min;
+* 2 long runs (1,000 sentences × 10 epochs = 320 steps) ≈ 2 × 3.2 min;
+* 1D curves: 2 × 41 points × (train + dev, 256 sentences each, fp32) ≈ 2 × 50 s;
+* 2D grids: 2 × 169 points × (train + dev, 256 each, bf16) ≈ 2 × 45 s;
+* per-layer curves: 2 × 6 layers × 9 points × 256 + 256 bf16 ≈ 2 × 35 s;
+* Hessian: 2 × 20 Hessian-vector products on 128 sentences ≈ 2 × 1.5 min;
+
+about 19 minutes in all, leaving head-room for the measured run-to-run variation (up to 1.8×
+is not expected for everything at once) and for kernel start-up and the site build.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, Mapping, Sequence
+
+from .errors import BertscapeError, bad_value, check_positive_int
+from .spec import RunSpec
+
+__all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "DEFAULT_PROFILE", "get_profile", "from_params",
+           "profile_table"]
+
+_INITS = ("pretrained", "scratch")
+_PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big every experiment of the book is.  Frozen; change it with :meth:`replace`.
+
+    Each field is documented by the string literal under it (shown by :func:`profile_table`).
+    Grid ranges are in units of the direction vectors: α multiplies δ1 = θ1 − θ0, β multiplies the
+    filter-normalised random direction δ2.  α = 0 is θ0 and α = 1 is θ1; both must fall on a grid
+    point, which is checked.
+    """
+
+    name: str
+    """Profile name (``smoke``, ``quick``, ``paper`` or a custom label)."""
+    description: str
+    """One line saying what the profile is for."""
+
+    # ------------------------------------------------------------------ what to train
+    model: str
+    """``embedded`` (offline all-MiniLM-L6-v2), a hub id such as ``bert-base-uncased`` or a local folder."""
+    tasks: tuple[str, ...]
+    """Tasks every chapter runs, in order (see :data:`bertscape.data.TASKS`)."""
+    inits: tuple[str, ...] = _INITS
+    """Starting points compared: ``pretrained`` (PT) and/or ``scratch`` (RI)."""
+    seeds: tuple[int, ...] = (0,)
+    """Run seeds (model init, head, dropout, batch order); chapters average or overlay them."""
+    data_seed: int = 0
+    """Seed of the train/dev subsets; fixed so that PT and RI see the same examples."""
+    glue_dir: str | None = None
+    """Folder with GLUE in the original TSV layout; ``None``: ``$BERTSCAPE_GLUE_DIR`` or the hub."""
+
+    # ------------------------------------------------------------------ fine-tuning budget
+    n_train: int | None = 2000
+    """Training sentences per task (stratified subset); ``None`` = the whole training split."""
+    n_dev: int | None = 512
+    """Dev sentences per task for the reported metrics; ``None`` = the whole dev split."""
+    max_length: int = 64
+    """Truncation length in tokens."""
+    epochs: int = 3
+    """Epochs of the main fine-tuning runs."""
+    batch_size: int = 32
+    """Training batch size."""
+    lr_pretrained: float = 5e-5
+    """Peak learning rate from pre-trained weights."""
+    lr_scratch: float = 1e-4
+    """Peak learning rate from random weights (needs a larger step to leave chance level)."""
+    warmup: float = 0.1
+    """Fraction of steps of linear warm-up (then linear decay to 0)."""
+    weight_decay: float = 0.01
+    """AdamW decoupled weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    evals_per_epoch: int = 2
+    """Dev evaluations per epoch during training (for the training-curve plots)."""
+    n_checkpoints: int = 10
+    """Checkpoints kept along the trajectory (θ0 and θ1 included) for the projected path."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``; used for training and landscapes."""
+    precision: str = "auto"
+    """Training precision: ``auto`` (bf16 autocast on GPU, fp32 on CPU), ``fp32`` or ``bf16``."""
+
+    # ------------------------------------------------------------------ long run (overfitting)
+    long_n_train: int | None = 1000
+    """Training sentences of the long run that trains far past convergence (``None`` = all)."""
+    long_epochs: int = 10
+    """Epochs of the long run."""
+
+    # ------------------------------------------------------------------ 1D curves
+    curve_points: int = 41
+    """Points of the 1D curve f(α) = L(θ0 + α·δ1)."""
+    curve_range: tuple[float, float] = (-0.5, 1.5)
+    """α range of the 1D curve."""
+    curve_n_eval: int = 256
+    """Sentences (per split, train and dev) each curve point is evaluated on."""
+    curve_precision: str = "auto"
+    """Precision of curve evaluations (``auto``: bf16 on GPU, fp32 on CPU)."""
+    layer_curve_points: int = 9
+    """Points of the per-layer 1D curves (one layer moved along its own δ1 block), on ``curve_range``."""
+
+    # ------------------------------------------------------------------ 2D surfaces
+    grid_points: tuple[int, int] = (13, 13)
+    """Grid resolution (points along α, points along β)."""
+    grid_alpha: tuple[float, float] = (-0.5, 1.5)
+    """α range of the 2D surface."""
+    grid_beta: tuple[float, float] = (-1.0, 1.0)
+    """β range of the 2D surface."""
+    grid_n_eval: int = 256
+    """Sentences (per split) each grid point is evaluated on."""
+    grid_precision: str = "bf16"
+    """Precision of grid evaluations (bf16 autocast is ~2.3× faster on a CPU with AMX; loss changes ~2e-5)."""
+    eval_batch_size: int = 64
+    """Batch size of landscape evaluations (64 was fastest on CPU)."""
+
+    # ------------------------------------------------------------------ curvature
+    hessian_steps: int = 20
+    """Lanczos / power-iteration steps (Hessian-vector products) for the top eigenvalue and trace."""
+    hessian_n_eval: int = 128
+    """Training sentences the Hessian is taken on."""
+
+    # ------------------------------------------------------------------ validation
+    def __post_init__(self) -> None:
+        for name in ("name", "description", "model"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v:
+                raise bad_value(name, v, "a non-empty string")
+        object.__setattr__(self, "tasks", _as_str_tuple("tasks", self.tasks))
+        inits = _as_str_tuple("inits", self.inits)
+        for i in inits:
+            if i not in _INITS:
+                raise bad_value("inits", self.inits, f"a non-empty subset of {_INITS}")
+        object.__setattr__(self, "inits", inits)
+        seeds = tuple(self.seeds) if isinstance(self.seeds, (list, tuple)) else (self.seeds,)
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+            raise bad_value("seeds", self.seeds, "a non-empty list of non-negative integers")
+        object.__setattr__(self, "seeds", seeds)
+        if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int) or self.data_seed < 0:
+            raise bad_value("data_seed", self.data_seed, "a non-negative integer")
+        for name in ("n_train", "n_dev", "long_n_train"):
+            if getattr(self, name) is not None:
+                check_positive_int(name, getattr(self, name))
+        check_positive_int("max_length", self.max_length, upper=512, what="BERT's position limit")
+        for name in ("epochs", "batch_size", "evals_per_epoch", "long_epochs", "curve_n_eval",
+                     "grid_n_eval", "eval_batch_size", "hessian_steps", "hessian_n_eval"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("lr_pretrained", "lr_scratch"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+                raise bad_value(name, v, "a number in (0, 1)")
+        if isinstance(self.n_checkpoints, bool) or not isinstance(self.n_checkpoints, int) or self.n_checkpoints < 2:
+            raise bad_value("n_checkpoints", self.n_checkpoints, "an integer >= 2 (θ0 and θ1 are checkpoints)")
+        for name in ("precision", "curve_precision", "grid_precision"):
+            if getattr(self, name) not in _PRECISIONS:
+                raise bad_value(name, getattr(self, name), _PRECISIONS)
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise bad_value("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+        # grids: α = 0 (θ0) and α = 1 (θ1) must be grid points; β = 0 must be one too
+        object.__setattr__(self, "curve_range", _as_range("curve_range", self.curve_range))
+        object.__setattr__(self, "grid_alpha", _as_range("grid_alpha", self.grid_alpha))
+        object.__setattr__(self, "grid_beta", _as_range("grid_beta", self.grid_beta))
+        for name in ("curve_points", "layer_curve_points"):
+            n = check_positive_int(name, getattr(self, name))
+            _check_on_grid(name, n, self.curve_range, (0.0, 1.0), "curve_range")
+        gp = self.grid_points
+        if isinstance(gp, int) and not isinstance(gp, bool):
+            gp = (gp, gp)
+        if (not isinstance(gp, (tuple, list)) or len(gp) != 2
+                or any(isinstance(g, bool) or not isinstance(g, int) or g < 2 for g in gp)):
+            raise bad_value("grid_points", self.grid_points, "an integer >= 2 or a pair (n_alpha, n_beta)")
+        object.__setattr__(self, "grid_points", (int(gp[0]), int(gp[1])))
+        _check_on_grid("grid_points[0]", gp[0], self.grid_alpha, (0.0, 1.0), "grid_alpha")
+        _check_on_grid("grid_points[1]", gp[1], self.grid_beta, (0.0,), "grid_beta")
+        if self.glue_dir is not None and not isinstance(self.glue_dir, str):
+            import os
+
+            object.__setattr__(self, "glue_dir", os.fspath(self.glue_dir))
+
+    # ------------------------------------------------------------------ use
+    def replace(self, **changes: Any) -> "Profile":
+        """A copy with some fields changed (validated again; unknown names are an error)."""
+        _check_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    def lr(self, init: str) -> float:
+        """The peak learning rate for a starting point (``pretrained`` or ``scratch``)."""
+        if init not in _INITS:
+            raise bad_value("init", init, _INITS)
+        return self.lr_pretrained if init == "pretrained" else self.lr_scratch
+
+    def run_spec(self, task: str, init: str, seed: int = 0, **kw: Any) -> RunSpec:
+        """The :class:`~bertscape.spec.RunSpec` of the main fine-tuning run for ``task`` and ``init``.
+
+        Keyword arguments override any RunSpec field (e.g. ``epochs=1``); unknown names are an error.
+        """
+        accepted = {f.name for f in fields(RunSpec)}
+        unknown = sorted(set(kw) - accepted)
+        if unknown:
+            raise bad_value(unknown[0], kw[unknown[0]], "a RunSpec field: " + ", ".join(sorted(accepted)))
+        if init not in _INITS:
+            raise bad_value("init", init, _INITS)
+        base = dict(task=task, model=self.model, init=init, seed=seed, data_seed=self.data_seed,
+                    n_train=self.n_train, n_dev=self.n_dev, max_length=self.max_length, epochs=self.epochs,
+                    batch_size=self.batch_size, lr=self.lr(init), warmup=self.warmup,
+                    weight_decay=self.weight_decay, evals_per_epoch=self.evals_per_epoch,
+                    n_checkpoints=self.n_checkpoints, device=self.device, precision=self.precision,
+                    glue_dir=self.glue_dir, max_grad_norm=self.max_grad_norm)
+        base.update(kw)
+        return RunSpec(**base)
+
+    def long_run_spec(self, task: str, init: str, seed: int = 0, **kw: Any) -> RunSpec:
+        """The RunSpec of the long run (``long_n_train`` sentences × ``long_epochs``), one dev
+        evaluation per epoch, for the overfitting chapter."""
+        kw.setdefault("n_train", self.long_n_train)
+        kw.setdefault("epochs", self.long_epochs)
+        kw.setdefault("evals_per_epoch", 1)
+        return self.run_spec(task, init, seed, **kw)
+
+    def specs(self, **kw: Any) -> list[RunSpec]:
+        """Main-run specs for every task × init × seed of the profile."""
+        return [self.run_spec(t, i, s, **kw) for t in self.tasks for i in self.inits for s in self.seeds]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (JSON-able)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def grid_axes(self) -> tuple[list[float], list[float]]:
+        """The α and β coordinates of the 2D grid (rounded to 10 decimals)."""
+        return (_linspace(*self.grid_alpha, self.grid_points[0]), _linspace(*self.grid_beta, self.grid_points[1]))
+
+    def curve_axis(self, points: int | None = None) -> list[float]:
+        """The α coordinates of a 1D curve (``points`` defaults to :attr:`curve_points`)."""
+        return _linspace(*self.curve_range, points or self.curve_points)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _linspace(lo: float, hi: float, n: int) -> list[float]:
+    return [round(lo + (hi - lo) * i / (n - 1), 10) for i in range(n)]
+
+
+def _as_str_tuple(param: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
+        raise bad_value(param, value, "a non-empty list of names (or one comma-separated string)")
+    return tuple(value)
+
+
+def _as_range(param: str, value: Any) -> tuple[float, float]:
+    ok = (isinstance(value, (list, tuple)) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+          and value[0] < value[1])
+    if not ok:
+        raise bad_value(param, value, "a pair (low, high) of finite numbers with low < high")
+    return (float(value[0]), float(value[1]))
+
+
+def _on_grid(n: int, rng: tuple[float, float], must: Iterable[float]) -> bool:
+    step = (rng[1] - rng[0]) / (n - 1)
+    for x in must:
+        k = (x - rng[0]) / step
+        if not (rng[0] - 1e-9 <= x <= rng[1] + 1e-9) or abs(k - round(k)) > 1e-6:
+            return False
+    return True
+
+
+def _check_on_grid(param: str, n: int, rng: tuple[float, float], must: Iterable[float], range_param: str) -> None:
+    must = tuple(must)
+    if n < 2:
+        raise bad_value(param, n, "an integer >= 2")
+    if not _on_grid(n, rng, must):
+        ok = [k for k in range(2, 202) if _on_grid(k, rng, must)][:8]
+        where = " and ".join(f"{x:g}" for x in must)
+        hint = f"e.g. {', '.join(map(str, ok))}" if ok else f"none up to 201: change {range_param}"
+        raise bad_value(param, n, f"a point count that puts {where} on the grid of {range_param}={rng} ({hint})")
+
+
+def _check_names(changes: Mapping[str, Any]) -> None:
+    accepted = [f.name for f in fields(Profile)]
+    for k in changes:
+        if k not in accepted:
+            raise BertscapeError(f"{k!r} is not a profile parameter; accepted: {', '.join(accepted)}")
+
+
+# ---------------------------------------------------------------------------- the profiles
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", description="seconds; for tests and CI (numbers are meaningless)",
+        model="embedded", tasks=("movies",), n_train=64, n_dev=64, max_length=32, epochs=1, batch_size=16,
+        evals_per_epoch=1, n_checkpoints=3, long_n_train=64, long_epochs=3,
+        curve_points=5, curve_n_eval=32, layer_curve_points=5, grid_points=(5, 5), grid_n_eval=32,
+        hessian_steps=3, hessian_n_eval=16,
+    ),
+    "quick": Profile(
+        name="quick", description="default; MiniLM on movie reviews, whole book < 30 min on a 2-core CPU",
+        model="embedded", tasks=("movies",),
+    ),
+    "paper": Profile(
+        name="paper", description="BERT-base on four GLUE tasks, paper-sized grids; needs a GPU",
+        model="bert-base-uncased", tasks=("mrpc", "rte", "sst2", "cola"), n_train=None, n_dev=None,
+        max_length=128, epochs=3, lr_pretrained=2e-5, lr_scratch=1e-4, evals_per_epoch=4, n_checkpoints=20,
+        long_n_train=None, long_epochs=10, curve_points=41, curve_n_eval=1024, layer_curve_points=21,
+        grid_points=(31, 31), grid_alpha=(-1.0, 2.0), grid_beta=(-1.5, 1.5), grid_n_eval=1024,
+        grid_precision="auto", eval_batch_size=256, hessian_steps=50, hessian_n_eval=1024,
+    ),
+}
+PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)
+DEFAULT_PROFILE = "quick"
+
+
+def get_profile(name: str | Profile = DEFAULT_PROFILE, **overrides: Any) -> Profile:
+    """The named profile, with any fields overridden (``get_profile("quick", n_train=500)``).
+
+    Raises :class:`~bertscape.errors.BertscapeError` naming the bad parameter and the accepted values.
+    """
+    if isinstance(name, Profile):
+        base = name
+    elif not isinstance(name, str) or name not in PROFILES:
+        raise bad_value("profile", name, PROFILE_NAMES)
+    else:
+        base = PROFILES[name]
+    return base.replace(**overrides) if overrides else base
+
+
+def from_params(profile: str = DEFAULT_PROFILE, tasks: str | Sequence[str] | None = None,
+                glue_dir: str | None = None, overrides: Mapping[str, Any] | None = None) -> Profile:
+    """Resolve a chapter's papermill parameters into a :class:`Profile`.
+
+    ``tasks`` and ``glue_dir`` left as ``None`` keep the profile's values; ``tasks`` may be a list or
+    a comma-separated string (``-p tasks mrpc,rte``).  ``overrides`` is a dict of further fields.
+    """
+    changes: dict[str, Any] = dict(overrides or {})
+    if tasks is not None and tasks != [] and tasks != "":
+        changes["tasks"] = tasks
+    if glue_dir is not None and glue_dir != "":
+        changes["glue_dir"] = str(glue_dir)
+    return get_profile(profile, **changes)
+
+
+def profile_table(names: Sequence[str] = PROFILE_NAMES, fields_: Sequence[str] | None = None) -> "Any":
+    """A pandas DataFrame comparing profiles, one row per field, with the field's documentation."""
+    import pandas as pd
+
+    docs = _field_docs()
+    wanted = list(fields_) if fields_ else [f.name for f in fields(Profile) if f.name not in ("name",)]
+    rows = []
+    for f in wanted:
+        row = {"field": f}
+        for n in names:
+            v = getattr(get_profile(n), f)
+            row[n] = "all" if v is None and f in ("n_train", "n_dev", "long_n_train") else v
+        row["meaning"] = docs.get(f, "")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("field")
+
+
+def _field_docs() -> dict[str, str]:
+    """Field docstrings, read from this module's source (the string literal under each field)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(Profile))
+    out: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for a, b in zip(body, body[1:]):
+        if (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr)
+                and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)):
+            out[a.target.id] = " ".join(b.value.value.split())
+    return out
