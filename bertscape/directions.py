@@ -114,3 +114,231 @@ class PointWriter:
             for c, d in zip(coeffs, self.directions):
                 if c != 0.0 and k in d:
                     p.add_(d[k], alpha=float(c))
+
+
+# ----------------------------------------------------------------------------- random directions
+
+#: Normalisation policies of :func:`random_direction` for tensors with ≥ 2 dimensions.
+POLICIES = ("filter", "layer", "none")
+#: Policies of :func:`random_direction` for 1-D tensors (biases, LayerNorm gains and shifts).
+BIAS_POLICIES = ("zero", "whole")
+
+
+def resolve_names(available: Iterable[str], names: str | Sequence[str] | None) -> list[str]:
+    """Parameter names chosen by ``names`` among ``available`` (order of ``available``).
+
+    ``None`` means all; a string is a set of :func:`select_names`; a list whose items are all
+    exact names is taken literally, any other list is a list of regular expressions.
+    """
+    available = list(available)
+    if names is None:
+        return available
+    if not isinstance(names, str):
+        names = list(names)
+        have = set(available)
+        if names and all(isinstance(n, str) and n in have for n in names):
+            chosen = set(names)
+            return [n for n in available if n in chosen]
+    return select_names(available, names)
+
+
+def random_direction(reference: ParamDict, seed: int, policy: str = "filter", bias_policy: str = "whole",
+                     names: str | Sequence[str] | None = None) -> ParamDict:
+    """A seeded Gaussian direction normalised against ``reference`` (usually δ1 = θ1 − θ0).
+
+    Normalisation (Li et al. 2018, "filter normalisation", adapted to transformers):
+
+    * ``policy="filter"`` (default): every row of every tensor with ≥ 2 dimensions (the output
+      rows of a linear layer; one token's vector in an embedding table; higher-rank tensors are
+      viewed as ``(shape[0], -1)``) is scaled to the norm of the same row of ``reference``.
+      A row that ``reference`` does not move (e.g. the embedding of a token absent from the
+      training data) becomes zero, so δ2 only explores what δ1 explores.
+    * ``policy="layer"``: every tensor is scaled as a whole to the reference tensor's norm.
+    * ``policy="none"``: raw N(0, 1) draws (not recommended: scale then depends on tensor sizes).
+
+    1-D tensors (biases, LayerNorm weight and bias), chosen with ``bias_policy``:
+
+    * ``"whole"`` (default): the tensor is scaled as a whole to the reference tensor's norm.
+      Chosen because fine-tuning does move LayerNorm gains and biases (they are part of δ1);
+      zeroing them in δ2 would make the two axes of a surface explore different parameter
+      sets. Li et al. zero them because batch-norm parameters make their nets scale-invariant,
+      which has no analogue for the biases of a transformer's linear layers.
+    * ``"zero"``: the direction is zero on 1-D tensors (Li et al.'s choice for biases and BN).
+
+    Args:
+        reference: the direction whose per-row (per-tensor) norms are copied.
+        seed: seeds the draw (each tensor drawn in sorted-name order from one generator, so a
+            given seed and selection always give the same direction).
+        policy, bias_policy: as above.
+        names: which parameters move (``None`` = all of ``reference``; see :func:`resolve_names`);
+            the others are absent from the result (= zero).
+    """
+    if policy not in POLICIES:
+        raise bad_value("policy", policy, POLICIES)
+    if bias_policy not in BIAS_POLICIES:
+        raise bad_value("bias_policy", bias_policy, BIAS_POLICIES)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise bad_value("seed", seed, "a non-negative integer")
+    chosen = resolve_names(reference, names)
+    gen = torch.Generator().manual_seed(int(seed))
+    out: ParamDict = {}
+    for name in sorted(chosen):
+        ref = reference[name].detach().float().cpu()
+        draw = torch.randn(ref.shape, generator=gen, dtype=torch.float32)
+        if ref.dim() <= 1:
+            if bias_policy == "zero":
+                out[name] = torch.zeros_like(ref)
+                continue
+            out[name] = _scale_to(draw, ref) if policy != "none" else draw
+        elif policy == "filter":
+            d2 = draw.reshape(ref.shape[0], -1)
+            r2 = ref.reshape(ref.shape[0], -1)
+            dn = d2.norm(dim=1, keepdim=True)
+            scale = torch.where(dn > 0, r2.norm(dim=1, keepdim=True) / dn.clamp_min(1e-30), torch.zeros_like(dn))
+            out[name] = (d2 * scale).reshape(ref.shape)
+        elif policy == "layer":
+            out[name] = _scale_to(draw, ref)
+        else:
+            out[name] = draw
+    return {n: out[n] for n in chosen}
+
+
+def _scale_to(draw: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    dn = float(draw.norm())
+    return draw * (float(ref.norm()) / dn) if dn > 0 else torch.zeros_like(draw)
+
+
+def scale(d: ParamDict, factor: float) -> ParamDict:
+    """factor·d."""
+    return {k: v * float(factor) for k, v in d.items()}
+
+
+def orthogonalise(d2: ParamDict, d1: ParamDict) -> ParamDict:
+    """Gram–Schmidt: d2 − (⟨d2, d1⟩/‖d1‖²)·d1 over the names of both (missing names = zero)."""
+    n1 = dot(d1, d1)
+    if n1 == 0:
+        raise bad_value("d1", "a zero direction", "a direction with non-zero norm")
+    c = dot(d2, d1) / n1
+    out = {k: (v - c * d1[k]) if k in d1 else v.clone() for k, v in d2.items()}
+    for k, v in d1.items():
+        if k not in out:
+            out[k] = -c * v
+    return out
+
+
+# ----------------------------------------------------------------------------- PCA of a trajectory
+
+def pca_directions(points, n: int = 2, origin: str = "theta1", names: str | Sequence[str] | None = None,
+                   center: bool = True) -> tuple[list[ParamDict], "np.ndarray"]:
+    """Principal directions of a training trajectory (Li et al. 2018, section 7).
+
+    Each checkpoint θt becomes a vector ``θt − θ_origin`` (``origin="theta1"``: the last point,
+    Li et al.'s choice, so the vectors point from the end back along the path; ``"theta0"``:
+    the first point). With ``center=True`` the vectors are centred over checkpoints before the
+    decomposition, exactly as :class:`sklearn.decomposition.PCA` does. The decomposition uses
+    the checkpoints' Gram matrix (T × T, float64) and streams over parameters, so memory stays
+    at the checkpoints themselves plus one tensor.
+
+    Args:
+        points: a :class:`~bertscape.train.RunResult` (its checkpoints) or a list of ParamDicts
+            in training order.
+        n: how many directions (at most the number of checkpoints − 1).
+        origin: ``theta1`` or ``theta0``.
+        names: which parameters (see :func:`resolve_names`).
+        center: centre the vectors over checkpoints (as PCA does).
+
+    Returns:
+        ``(directions, explained_variance_ratio)``: ``n`` unit-norm ParamDicts (sign fixed so
+        that ⟨θ0 − θ_origin, d⟩ ≥ 0) and each one's share of the trajectory's total variance
+        (an array of length ``n``, as ``PCA.explained_variance_ratio_``).
+    """
+    import numpy as np
+
+    if origin not in ("theta0", "theta1"):
+        raise bad_value("origin", origin, ("theta0", "theta1"))
+    if not isinstance(points, (list, tuple)):
+        points = [p for _, p in points.trajectory()]
+    pts = list(points)
+    if len(pts) < 2:
+        raise bad_value("points", f"{len(pts)} checkpoint(s)", "at least 2 checkpoints")
+    if isinstance(n, bool) or not isinstance(n, int) or not (1 <= n <= len(pts) - 1):
+        raise bad_value("n", n, f"an integer from 1 to {len(pts) - 1} (checkpoints − 1)")
+    chosen = resolve_names(pts[0], names)
+    ref = pts[-1] if origin == "theta1" else pts[0]
+    t = len(pts)
+    gram = np.zeros((t, t))
+    for k in chosen:
+        x = torch.stack([p[k].detach().double().reshape(-1) - ref[k].detach().double().reshape(-1) for p in pts])
+        if center:
+            x = x - x.mean(0, keepdim=True)
+        gram += (x @ x.T).numpy()
+    evals, evecs = np.linalg.eigh(gram)
+    order = np.argsort(evals)[::-1]
+    evals, evecs = np.clip(evals[order], 0, None), evecs[:, order]
+    total = evals.sum()
+    if total <= 0:
+        raise bad_value("points", "a trajectory that does not move", "checkpoints that differ")
+    dirs: list[ParamDict] = [{} for _ in range(n)]
+    for k in chosen:
+        x = torch.stack([p[k].detach().double().reshape(-1) - ref[k].detach().double().reshape(-1) for p in pts])
+        if center:
+            x = x - x.mean(0, keepdim=True)
+        for j in range(n):
+            s = float(np.sqrt(evals[j]))
+            u = torch.from_numpy(evecs[:, j].copy())
+            v = (x.T @ u) / s if s > 0 else torch.zeros(x.shape[1], dtype=torch.float64)
+            dirs[j][k] = v.reshape(pts[0][k].shape).float()
+    # fix signs: the first checkpoint (θ0) gets a non-negative coordinate
+    for j in range(n):
+        if dot(sub(restrict(pts[0], chosen), restrict(ref, chosen)), dirs[j]) < 0:
+            dirs[j] = scale(dirs[j], -1.0)
+    return dirs, evals[:n] / total
+
+
+# ----------------------------------------------------------------------------- storage
+
+def direction_key(run_key: str, kind: str, seed: int | None = None, policy: str | None = None,
+                  bias_policy: str | None = None, names: str | Sequence[str] | None = None, **extra) -> str:
+    """Cache key of a derived direction: hash of (run key, kind, seed, policy, parameter selection …)."""
+    sel = names if names is None or isinstance(names, str) else list(names)
+    return cache.stable_hash({"run": run_key, "kind": kind, "seed": seed, "policy": policy,
+                              "bias_policy": bias_policy, "names": sel, "extra": extra,
+                              "code": cache.CODE_VERSION})
+
+
+def save_direction(path, d: ParamDict, meta: dict | None = None) -> str:
+    """Write ``d`` as safetensors atomically, with its content hash in the metadata; return the hash."""
+    from safetensors.torch import save_file
+
+    h = content_hash(d)
+    md = {"content_hash": h, **{k: str(v) for k, v in (meta or {}).items()}}
+    with cache.atomic_path(path) as tmp:
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in d.items()}, str(tmp), metadata=md)
+    return h
+
+
+def load_direction(path) -> tuple[ParamDict, dict] | None:
+    """Read a stored direction; ``None`` when missing, unreadable or its content hash disagrees."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            md = dict(f.metadata() or {})
+            d = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception:  # missing or corrupt file
+        return None
+    if md.get("content_hash") != content_hash(d):
+        return None
+    return d, md
+
+
+def cached_direction(key: str, make, meta: dict | None = None) -> tuple[ParamDict, str]:
+    """The direction stored under ``key`` in ``cache.subdir("directions")``, made by ``make()`` if
+    absent or corrupt. Returns ``(direction, content_hash)``."""
+    path = cache.subdir("directions") / f"{key}.safetensors"
+    hit = load_direction(path)
+    if hit is not None:
+        return hit[0], hit[1]["content_hash"]
+    d = make()
+    h = save_direction(path, d, meta)
+    return d, h

@@ -1,0 +1,183 @@
+"""Curvature at a point: Hessian top eigenvalues and trace from Hessian-vector products.
+
+Built on the maintained library ``hessian-eigenthings`` (its :class:`HessianOperator` for exact
+double-backward Hessian-vector products over a chosen subset of parameters, its Lanczos
+iteration for the top eigenvalues and its Hutchinson / Hutch++ trace estimators).
+
+The loss is the **mean** loss over an :class:`~bertscape.evaluate.EvalSet` (usually a training
+subset), the model in eval mode (no dropout), in fp32 with no autocast. Batches of unequal size
+are weighted by their size (each batch's summed loss × n_batches / n_examples, so the
+library's average over batches is exactly the mean over examples). Attention runs through
+PyTorch's "math" SDPA kernel, the one with a second derivative.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .directions import resolve_names
+from .errors import bad_value, check_positive_int
+from .evaluate import EvalSet, forward_logits, loss_fn
+
+#: Default number of Lanczos steps (capped at the number of parameters).
+DEFAULT_LANCZOS_STEPS = 30
+#: Up to this many parameters the Lanczos vectors are kept in float64 (the Hessian-vector
+#: products stay fp32); above it in fp32 to halve the memory of the Krylov basis.
+FLOAT64_LIMIT = 5_000_000
+TRACE_METHODS = ("hutchinson", "hutch++")
+
+
+@contextlib.contextmanager
+def _second_order_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and the differentiable-twice SDPA kernel for the duration of the block."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    was_training = model.training
+    model.eval()
+    device_type = next(model.parameters()).device.type
+    try:
+        with sdpa_kernel([SDPBackend.MATH]), torch.autocast(device_type, enabled=False):
+            yield
+    finally:
+        model.train(was_training)
+
+
+def hessian_operator(model: torch.nn.Module, evalset: EvalSet, names: str | Sequence[str] | None = None,
+                     max_batches: int | None = None):
+    """A ``hessian_eigenthings.HessianOperator`` for the mean loss of ``model`` on ``evalset``,
+    restricted to the parameters chosen by ``names`` (see :func:`~bertscape.directions.resolve_names`;
+    ``None`` = every trainable parameter). ``max_batches`` keeps only the first batches."""
+    from hessian_eigenthings import HessianOperator
+
+    if not isinstance(evalset, EvalSet):
+        raise bad_value("evalset", type(evalset).__name__, "an EvalSet (bertscape.evaluate.prepare_eval)")
+    batches = evalset.batches if max_batches is None else evalset.batches[:check_positive_int("max_batches", max_batches)]
+    n_examples = sum(int(b["labels"].shape[0]) for b in batches)
+    n_batches = len(batches)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    chosen = set(resolve_names(trainable, names))
+    task = evalset.task
+
+    def batch_loss(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = forward_logits(net, batch).float()
+        return loss_fn(task, logits, batch["labels"], reduction="sum") * (n_batches / n_examples)
+
+    return HessianOperator(model, batches, batch_loss, param_filter=lambda n, p: n in chosen)
+
+
+def _in_float64(op):
+    """The operator with float64 inputs/outputs (for small operators, see :data:`FLOAT64_LIMIT`):
+    Lanczos re-orthogonalisation in fp32 loses orthogonality once the Krylov space is exhausted
+    (rank-deficient Hessians), which shows up as spurious eigenvalues."""
+    from hessian_eigenthings import LambdaOperator
+
+    if op.size > FLOAT64_LIMIT:
+        return op
+    return LambdaOperator(lambda v: op.matvec(v.to(op.dtype)).double(), op.size, op.device, torch.float64)
+
+
+def hessian_top_eigenvalues(model: torch.nn.Module, evalset: EvalSet, k: int = 1,
+                            names: str | Sequence[str] | None = None, max_iter: int | None = None, seed: int = 0,
+                            max_batches: int | None = None) -> list[float]:
+    """The ``k`` largest (algebraic) eigenvalues of the loss Hessian, largest first (Lanczos with
+    full re-orthogonalisation; ``max_iter`` steps, default ``max(2k, 30)`` capped at the number
+    of parameters; more steps = more accurate, each costs one Hessian-vector product over the set)."""
+    from hessian_eigenthings import lanczos
+
+    check_positive_int("k", k)
+    with _second_order_mode(model):
+        op = hessian_operator(model, evalset, names, max_batches)
+        if k > op.size:
+            raise bad_value("k", k, f"at most the number of selected parameters ({op.size})")
+        steps = min(op.size, max_iter if max_iter is not None else max(2 * k, DEFAULT_LANCZOS_STEPS))
+        if steps < k:
+            raise bad_value("max_iter", max_iter, f"at least k={k}")
+        res = lanczos(_in_float64(op), k=k, max_iter=steps, which="LA", seed=seed, reorthogonalize=True)
+    vals = sorted((float(v) for v in res.eigenvalues), reverse=True)
+    return vals
+
+
+def hessian_trace(model: torch.nn.Module, evalset: EvalSet, n_samples: int = 50,
+                  names: str | Sequence[str] | None = None, seed: int = 0, method: str = "hutchinson",
+                  max_batches: int | None = None, return_stderr: bool = False) -> float | tuple[float, float]:
+    """Stochastic estimate of tr(H) from ``n_samples`` Hessian-vector products.
+
+    ``method="hutchinson"`` (Rademacher probes, unbiased; exact for a diagonal Hessian) or
+    ``"hutch++"`` (low-rank sketch + Hutchinson on the rest; exact when ``n_samples/3`` ≥ the
+    number of parameters). With ``return_stderr`` also returns the estimator's standard error.
+    """
+    from hessian_eigenthings import hutch_plus_plus, hutchinson
+
+    check_positive_int("n_samples", n_samples)
+    if method not in TRACE_METHODS:
+        raise bad_value("method", method, TRACE_METHODS)
+    with _second_order_mode(model):
+        op = hessian_operator(model, evalset, names, max_batches)
+        op = _in_float64(op)
+        if method == "hutchinson":
+            res = hutchinson(op, num_samples=n_samples, distribution="rademacher", seed=seed)
+        else:
+            res = hutch_plus_plus(op, num_matvecs=n_samples, seed=seed)
+    return (float(res.estimate), float(res.stderr)) if return_stderr else float(res.estimate)
+
+
+def curvature_by_group(model: torch.nn.Module, evalset: EvalSet,
+                       groups: Mapping[str, str | Sequence[str]] | None = None, k: int = 1,
+                       n_samples: int = 20, max_iter: int | None = None, seed: int = 0,
+                       max_batches: int | None = None) -> pd.DataFrame:
+    """Top eigenvalue(s) and trace of the Hessian restricted to each parameter group.
+
+    Args:
+        groups: ``{label: selection}`` with selections as in
+            :func:`~bertscape.directions.select_names` (``"all"``, ``"encoder"``, ``"embeddings"``,
+            ``"head"``, a list of regexes or of exact names). Default: all, embeddings, encoder, head.
+        k, max_iter: Lanczos settings (see :func:`hessian_top_eigenvalues`).
+        n_samples: Hutchinson probes for the trace.
+
+    Returns: one row per group: ``group, n_params, top_eigenvalue, eigenvalues, trace,
+    trace_stderr, trace_per_param``.
+    """
+    groups = dict(groups) if groups is not None else {g: g for g in ("all", "embeddings", "encoder", "head")}
+    params = dict(model.named_parameters())
+    rows = []
+    for label, sel in groups.items():
+        names = resolve_names([n for n, p in params.items() if p.requires_grad], sel)
+        n_params = int(sum(params[n].numel() for n in names))
+        eig = hessian_top_eigenvalues(model, evalset, k, names, max_iter, seed, max_batches)
+        tr, se = hessian_trace(model, evalset, n_samples, names, seed, "hutchinson", max_batches, return_stderr=True)
+        rows.append({"group": label, "n_params": n_params, "top_eigenvalue": eig[0], "eigenvalues": eig,
+                     "trace": tr, "trace_stderr": se, "trace_per_param": tr / n_params})
+    return pd.DataFrame(rows)
+
+
+def dense_hessian(model: torch.nn.Module, evalset: EvalSet, names: str | Sequence[str] | None = None) -> np.ndarray:
+    """The full Hessian of the same loss over the chosen parameters (``torch.autograd.functional``;
+    only for tiny models and checks: size² entries, one backward pass per row)."""
+    from torch.func import functional_call
+
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    chosen = resolve_names(trainable, names)
+    params = dict(model.named_parameters())
+    shapes = [params[n].shape for n in chosen]
+    sizes = [params[n].numel() for n in chosen]
+    flat0 = torch.cat([params[n].detach().reshape(-1) for n in chosen])
+    n_examples = len(evalset)
+
+    def f(flat: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(flat, sizes)
+        upd = {n: t.reshape(s) for n, t, s in zip(chosen, parts, shapes)}
+        total = flat.new_zeros(())
+        for b in evalset.batches:
+            logits = functional_call(model, upd, args=(), kwargs={
+                "input_ids": b["input_ids"], "attention_mask": b["attention_mask"],
+                "token_type_ids": b["token_type_ids"]}).logits
+            total = total + loss_fn(evalset.task, logits.float(), b["labels"], reduction="sum")
+        return total / n_examples
+
+    with _second_order_mode(model):
+        h = torch.autograd.functional.hessian(f, flat0)
+    return h.detach().double().numpy()

@@ -1,0 +1,764 @@
+"""Loss landscapes: 1D curves, 2D surfaces, trajectory projections and flatness numbers.
+
+The engine (:func:`curve_1d`, :func:`surface_2d`) is generic: it evaluates a model at
+``base + Σ cᵢ·dᵢ`` on a grid of coefficients, writing each point's parameters in place from the
+stored base (:class:`~bertscape.directions.PointWriter`: no model copies, no drift) and
+evaluating pre-tokenised, length-sorted, dynamically padded sets (:class:`~bertscape.evaluate.EvalSet`).
+
+A grid is an :class:`xarray.Dataset` with dims ``alpha`` (and ``beta``) and, for every
+evaluation set ``<name>`` (usually ``train`` and ``dev``), the variables ``<name>_loss``,
+``<name>_error`` (1 − the task's main metric), ``<name>_metric`` (the main metric) and one
+``<name>_<metric>`` per task metric, plus a boolean ``done`` mask. Its attributes carry the
+hashes of everything that determines it (base point, directions, evaluation sets, precision,
+coordinates, run spec when known) and ``grid_key``, their joint hash.
+
+Storage: with ``store`` set, a grid is saved as NetCDF (``engine="h5netcdf"``) atomically every
+few points / seconds while it runs and once at the end (also when interrupted). Calling again
+with the same store resumes: only points not yet ``done`` are computed. A stored grid whose
+``grid_key`` differs (other directions, base, data, precision or coordinates) is recomputed from
+scratch, never mixed. Shard ``(i, n)`` computes the points whose flat (C-order) index ``% n == i``;
+:func:`merge_shards` joins shards into the grid a single process would have produced.
+
+The run-level helpers (:func:`run_curve`, :func:`run_surface`, :func:`project_trajectory`,
+:func:`flatness_summary`) take a :class:`~bertscape.train.RunResult` and cache everything in
+``cache.subdir("grids")`` and ``cache.subdir("directions")``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from . import cache
+from .directions import (ParamDict, PointWriter, cached_direction, content_hash, cosine, direction_key, dot, norm,
+                         orthogonalise, pca_directions, random_direction, resolve_names, restrict, scale, sub)
+from .errors import BertscapeError, bad_value
+from .evaluate import EvalSet, evaluate, prepare_eval
+from .metrics import dev_error
+from .models import autocast_dtype, resolve_device
+
+#: Default α grid of a 1D curve: [−0.5, 1.5] in 41 points (θ0 at α = 0, θ1 at α = 1).
+DEFAULT_ALPHAS_1D = np.round(np.linspace(-0.5, 1.5, 41), 10)
+#: Default α and β grids of a θ0-centred surface (21 × 21; θ1 at (1, 0)).
+DEFAULT_ALPHAS_2D = np.round(np.linspace(-0.5, 1.5, 21), 10)
+DEFAULT_BETAS_2D = np.round(np.linspace(-1.0, 1.0, 21), 10)
+#: Default grid of a θ1-centred surface (θ1 at (0, 0)).
+DEFAULT_AB_THETA1 = np.round(np.linspace(-1.0, 1.0, 21), 10)
+EPS_MODES = ("absolute", "relative")
+CENTRES = ("theta0", "theta1")
+D2_KINDS = ("random", "pca")
+
+PointCallback = Callable[[int, dict[str, float]], None]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def progress_enabled(progress: bool | None) -> bool:
+    """``progress`` if given, else on unless ``$BERTSCAPE_PROGRESS`` is ``0``/``false``/empty."""
+    import os
+
+    if progress is not None:
+        return bool(progress)
+    return os.environ.get("BERTSCAPE_PROGRESS", "1").lower() not in ("0", "false", "")
+
+
+def _coords(values: Any, param: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64).reshape(-1) if values is not None else None
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(np.diff(arr) <= 0):
+        raise bad_value(param, values, "a non-empty, strictly increasing sequence of finite numbers")
+    return arr
+
+
+def _check_evalsets(evalsets: Any) -> dict[str, EvalSet]:
+    if not isinstance(evalsets, Mapping) or not evalsets or not all(
+            isinstance(k, str) and k.isidentifier() and isinstance(v, EvalSet) for k, v in evalsets.items()):
+        raise bad_value("evalsets", evalsets if not isinstance(evalsets, Mapping) else list(evalsets),
+                        "a non-empty dict {name: EvalSet} with identifier names such as 'train', 'dev'")
+    return dict(evalsets)
+
+
+def _check_shard(shard: Any) -> tuple[int, int]:
+    ok = (isinstance(shard, (tuple, list)) and len(shard) == 2
+          and all(isinstance(x, int) and not isinstance(x, bool) for x in shard)
+          and shard[1] >= 1 and 0 <= shard[0] < shard[1])
+    if not ok:
+        raise bad_value("shard", shard, "a pair (i, n) of integers with n >= 1 and 0 <= i < n")
+    return int(shard[0]), int(shard[1])
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``/``fp32``/``bf16`` → the precision actually used on ``device`` (``fp32`` or ``bf16``)."""
+    return "bf16" if autocast_dtype(precision, device) is not None else "fp32"
+
+
+def _store_path(store: str | Path | None, kind: str, key: str, shard: tuple[int, int]) -> Path | None:
+    if store is None:
+        return None
+    suffix = "" if shard[1] == 1 else f"-shard{shard[0]}of{shard[1]}"
+    if isinstance(store, str) and store == "auto":
+        return cache.subdir("grids") / f"{kind}-{key}{suffix}.nc"
+    path = Path(store)
+    if path.suffix != ".nc":  # a bare name: a file in the grids folder
+        if isinstance(store, str) and "/" not in store and "\\" not in store:
+            return cache.subdir("grids") / f"{store}{suffix}.nc"
+        raise bad_value("store", store, "None, 'auto', a name, or a path ending in .nc")
+    if suffix:
+        path = path.with_name(f"{path.stem}{suffix}.nc")
+    return path
+
+
+def read_grid(path: str | Path) -> xr.Dataset | None:
+    """A stored grid loaded into memory; ``None`` when missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            out = ds.load()
+    except Exception:  # corrupt or foreign file: treated as missing
+        return None
+    if "done" in out:
+        out["done"] = out["done"].astype(bool)
+    return out
+
+
+def write_grid(ds: xr.Dataset, path: str | Path) -> None:
+    """Save a grid as NetCDF (h5netcdf) atomically."""
+    with cache.atomic_path(path) as tmp:
+        out = ds.copy()
+        out["done"] = out["done"].astype(np.int8)
+        out.to_netcdf(tmp, engine="h5netcdf")
+
+
+# ----------------------------------------------------------------------------- the grid engine
+
+def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[ParamDict],
+                  coords: Mapping[str, Any], evalsets: Mapping[str, EvalSet], *, precision: str = "auto",
+                  progress: bool | None = None, shard: tuple[int, int] = (0, 1), store: str | Path | None = None,
+                  max_points: int | None = None, callback: PointCallback | None = None,
+                  save_every: int = 8, save_seconds: float = 30.0, attrs: Mapping[str, Any] | None = None,
+                  kind: str = "grid") -> xr.Dataset:
+    """Evaluate ``model`` at ``base + Σ cᵢ·directions[i]`` for every point of a rectangular grid.
+
+    Args:
+        model: the network; its parameters named in ``base`` are overwritten point by point and
+            restored to ``base`` at the end (also on error). Others are left as they are.
+        base: the origin (name → tensor); only these parameters move.
+        directions: one ParamDict per grid dimension.
+        coords: ``{dim_name: values}`` in the order of ``directions`` (strictly increasing).
+        evalsets: ``{name: EvalSet}``; each point is evaluated on each.
+        precision: ``auto`` (bf16 autocast on GPU, fp32 on CPU), ``fp32`` or ``bf16``.
+        progress: progress bar (default: on unless ``$BERTSCAPE_PROGRESS=0``).
+        shard: ``(i, n)``: compute only points whose flat index ``% n == i``.
+        store: ``None`` (memory only), ``"auto"`` (a file named by the grid key in the cache's
+            ``grids`` folder), a name (a file in that folder) or a ``.nc`` path.
+        max_points: stop after computing this many new points (the partial grid is saved and
+            returned; a later call resumes).
+        callback: ``callback(flat_index, values)`` after each point (raising interrupts; the
+            partial grid is saved first).
+        save_every, save_seconds: save partial progress after this many points or seconds.
+        attrs: extra attributes; they take part in the grid key (e.g. the run key).
+        kind: a label (``curve``, ``surface``) used in attributes and auto file names.
+    """
+    evalsets = _check_evalsets(evalsets)
+    shard = _check_shard(shard)
+    if len(coords) != len(directions):
+        raise bad_value("coords", list(coords), f"{len(directions)} coordinate arrays, one per direction")
+    dims = list(coords)
+    axes = [_coords(coords[d], d) for d in dims]
+    if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 0):
+        raise bad_value("max_points", max_points, "None or a non-negative integer")
+    device = next(model.parameters()).device
+    prec = resolve_precision(precision, device)
+    identity = {
+        "kind": kind,
+        "dims": dims,
+        "coords": {d: a.tolist() for d, a in zip(dims, axes)},
+        "base_hash": content_hash(base),
+        "direction_hashes": [content_hash(d) for d in directions],
+        "evalsets": {k: v.fingerprint for k, v in sorted(evalsets.items())},
+        "precision": prec,
+        "code": cache.CODE_VERSION,
+        "extra": {k: v for k, v in sorted((attrs or {}).items())},
+    }
+    key = cache.stable_hash(identity)
+    path = _store_path(store, kind, key, shard)
+    shape = tuple(len(a) for a in axes)
+
+    values: dict[str, np.ndarray] = {}
+    done = np.zeros(shape, dtype=bool)
+    if path is not None:
+        old = read_grid(path)
+        if old is not None and old.attrs.get("grid_key") == key and old.attrs.get("shard") == f"{shard[0]}/{shard[1]}":
+            done = old["done"].values.astype(bool).copy()
+            values = {v: old[v].values.astype(np.float64).copy() for v in old.data_vars if v != "done"}
+
+    flat = np.arange(int(np.prod(shape)))
+    todo = [int(i) for i in flat if i % shard[1] == shard[0] and not done.reshape(-1)[i]]
+    if max_points is not None:
+        todo = todo[:max_points]
+
+    def build() -> xr.Dataset:
+        ds = xr.Dataset({v: (dims, a) for v, a in values.items()} | {"done": (dims, done.copy())},
+                        coords={d: a for d, a in zip(dims, axes)})
+        ds.attrs.update({
+            "grid_key": key, "kind": kind, "shard": f"{shard[0]}/{shard[1]}",
+            "complete": int(bool(np.all(done.reshape(-1)[flat % shard[1] == shard[0]]))),
+            "base_hash": identity["base_hash"], "precision": prec, "code_version": cache.CODE_VERSION,
+            "identity": json.dumps(identity, sort_keys=True),
+        })
+        for j, h in enumerate(identity["direction_hashes"]):
+            ds.attrs[f"d{j + 1}_hash"] = h
+        for k, fp in identity["evalsets"].items():
+            ds.attrs[f"{k}_fingerprint"] = fp
+            ds.attrs[f"{k}_n"] = len(evalsets[k])
+        for k, v in (attrs or {}).items():
+            ds.attrs[k] = v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else json.dumps(v)
+        return ds
+
+    if not todo:
+        return build()
+    from tqdm.auto import tqdm
+
+    writer = PointWriter(model, base, list(directions))
+    bar = tqdm(total=len(todo), desc=f"{kind} {'x'.join(map(str, shape))}", disable=not progress_enabled(progress),
+               leave=False, dynamic_ncols=True)
+    last_save, since_save = time.monotonic(), 0
+    try:
+        for idx in todo:
+            pos = np.unravel_index(idx, shape)
+            writer.set(*(float(a[p]) for a, p in zip(axes, pos)))
+            point: dict[str, float] = {}
+            for name, es in evalsets.items():
+                m = evaluate(model, es, precision)
+                point[f"{name}_loss"] = m["loss"]
+                point[f"{name}_error"] = dev_error(es.task, m)
+                point[f"{name}_metric"] = m[es.task.main_metric]
+                for mk, mv in m.items():
+                    if mk != "loss":
+                        point[f"{name}_{mk}"] = mv
+            for k, v in point.items():
+                if k not in values:
+                    values[k] = np.full(shape, np.nan)
+                values[k][pos] = v
+            done[pos] = True
+            since_save += 1
+            bar.update(1)
+            if callback is not None:
+                callback(idx, point)
+            if path is not None and (since_save >= save_every or time.monotonic() - last_save >= save_seconds):
+                write_grid(build(), path)
+                last_save, since_save = time.monotonic(), 0
+    finally:
+        bar.close()
+        writer.set(*([0.0] * len(directions)))
+        if path is not None and since_save:
+            write_grid(build(), path)
+    return build()
+
+
+def curve_1d(model: torch.nn.Module, base: ParamDict, direction: ParamDict, alphas: Any = None,
+             evalsets: Mapping[str, EvalSet] | None = None, precision: str = "auto", progress: bool | None = None,
+             **kwargs: Any) -> xr.Dataset:
+    """f(α) = L(base + α·direction) on ``alphas`` (default :data:`DEFAULT_ALPHAS_1D`).
+
+    With base = θ0 and direction = δ1 this is the paper's 1D curve (θ0 at α = 0, θ1 at α = 1).
+    ``kwargs`` go to :func:`evaluate_grid` (``store``, ``shard``, ``max_points``, ``callback``,
+    ``attrs`` …). Returns a Dataset with dim ``alpha``; attrs ``d1_norm`` = ‖direction‖.
+    """
+    alphas = DEFAULT_ALPHAS_1D if alphas is None else alphas
+    attrs = {"d1_norm": norm(direction), **dict(kwargs.pop("attrs", None) or {})}
+    return evaluate_grid(model, base, [direction], {"alpha": alphas}, evalsets, precision=precision,
+                         progress=progress, attrs=attrs, kind=kwargs.pop("kind", "curve"), **kwargs)
+
+
+def surface_2d(model: torch.nn.Module, base: ParamDict, d1: ParamDict, d2: ParamDict, alphas: Any = None,
+               betas: Any = None, evalsets: Mapping[str, EvalSet] | None = None, precision: str = "auto",
+               progress: bool | None = None, shard: tuple[int, int] = (0, 1), store: str | Path | None = None,
+               **kwargs: Any) -> xr.Dataset:
+    """f(α, β) = L(base + α·d1 + β·d2) on the grid ``alphas × betas`` (dims ``alpha``, ``beta``).
+
+    The directions are used as given (orthogonalise ``d2`` first with
+    :func:`~bertscape.directions.orthogonalise` if the axes should be perpendicular; the run-level
+    :func:`run_surface` does). Attrs record ``d1_norm``, ``d2_norm`` and ``cos_d1_d2``.
+    ``kwargs`` go to :func:`evaluate_grid`.
+    """
+    alphas = DEFAULT_ALPHAS_2D if alphas is None else alphas
+    betas = DEFAULT_BETAS_2D if betas is None else betas
+    attrs = {"d1_norm": norm(d1), "d2_norm": norm(d2), "cos_d1_d2": cosine(d1, d2),
+             **dict(kwargs.pop("attrs", None) or {})}
+    return evaluate_grid(model, base, [d1, d2], {"alpha": alphas, "beta": betas}, evalsets, precision=precision,
+                         progress=progress, shard=shard, store=store, attrs=attrs,
+                         kind=kwargs.pop("kind", "surface"), **kwargs)
+
+
+def merge_shards(shards: Sequence[xr.Dataset | str | Path]) -> xr.Dataset:
+    """Join shards of one grid (same ``grid_key``) into the grid one process would compute.
+
+    Each point is taken from the shard that computed it. Raises when shards belong to
+    different grids. The result's ``complete`` attribute says whether every point is done.
+    """
+    items = [read_grid(s) if isinstance(s, (str, Path)) else s for s in shards]
+    if not items or any(s is None for s in items):
+        raise bad_value("shards", list(shards), "a non-empty list of grids (Datasets or readable .nc paths)")
+    keys = {s.attrs.get("grid_key") for s in items}
+    if len(keys) != 1:
+        raise bad_value("shards", sorted(map(str, keys)), "shards of one grid (a single grid_key)")
+    first = items[0]
+    done = np.zeros(first["done"].shape, dtype=bool)
+    names = sorted({v for s in items for v in s.data_vars if v != "done"})
+    values = {v: np.full(first["done"].shape, np.nan) for v in names}
+    for s in items:
+        m = s["done"].values.astype(bool) & ~done
+        for v in names:
+            if v in s:
+                values[v][m] = s[v].values[m]
+        done |= m
+    out = xr.Dataset({v: (first["done"].dims, values[v]) for v in names} | {"done": (first["done"].dims, done)},
+                     coords={d: first[d].values for d in first["done"].dims})
+    out.attrs.update(first.attrs)
+    out.attrs["shard"] = "0/1"
+    out.attrs["complete"] = int(bool(done.all()))
+    return out
+
+
+# ----------------------------------------------------------------------------- run-level helpers
+
+def eval_sets_for_run(run: Any, n_eval: int | None = 512, seed: int = 0, device: str | torch.device = "cpu",
+                      batch_size: int = 64) -> dict[str, EvalSet]:
+    """Seeded subsets (``n_eval`` each, capped at the split size; stratified for classification)
+    of a run's tokenised training and dev sets, prepared for evaluation on ``device``."""
+    from .data import subset_indices
+    from .train import run_data
+
+    spec = getattr(run, "spec", run)
+    out = {}
+    for name, enc in zip(("train", "dev"), run_data(spec)):
+        n = None if n_eval is None else min(int(n_eval), len(enc))
+        idx = subset_indices(enc.labels, n, seed, stratify=not spec.task_info.is_regression, param="n_eval")
+        out[name] = prepare_eval(enc.select(idx), device, batch_size)
+    return out
+
+
+def _device(device: str) -> torch.device:
+    return resolve_device(device) if isinstance(device, str) else torch.device(device)
+
+
+def run_directions(run: Any, d2: str = "random", seed: int = 0, policy: str = "filter", bias_policy: str = "whole",
+                   params: str | Sequence[str] = "all", orthogonal: bool = True) -> dict[str, Any]:
+    """δ1 and the second direction of a run's plane, cached in ``cache.subdir("directions")``.
+
+    ``d2="random"``: a seeded Gaussian direction normalised against δ1
+    (:func:`~bertscape.directions.random_direction`). ``d2="pca"``: the leading principal
+    direction of the checkpoints' components orthogonal to δ1 (where the path bends away from
+    the straight line), scaled to ‖δ1‖. With ``orthogonal=True`` δ2 is Gram–Schmidt
+    orthogonalised against δ1 (δ2⊥), so surface coordinates and trajectory projections agree
+    with the formulas α = ⟨v, δ1⟩/‖δ1‖², β = ⟨v, δ2⊥⟩/‖δ2⊥‖².
+
+    Returns ``{"d1", "d2", "d1_hash", "d2_hash", "cos_raw"}`` (``cos_raw`` = cos(δ1, δ2) before
+    orthogonalisation) plus ``"explained_variance_ratio"`` for PCA.
+    """
+    if d2 not in D2_KINDS:
+        raise bad_value("d2", d2, D2_KINDS)
+    key = run.spec.key()
+    sel = params if isinstance(params, str) else list(params)
+    d1, h1 = cached_direction(direction_key(key, "delta1", names=sel),
+                              lambda: restrict(run.delta(), resolve_names(run.delta(), params)))
+    out: dict[str, Any] = {"d1": d1, "d1_hash": h1}
+    if d2 == "random":
+        raw, _ = cached_direction(direction_key(key, "random", seed, policy, bias_policy, sel),
+                                  lambda: random_direction(d1, seed, policy, bias_policy))
+    else:
+        def make() -> ParamDict:
+            pts = [restrict(p, d1) for _, p in run.trajectory()]
+            t0 = pts[0]
+            n1 = dot(d1, d1)
+            resid = []
+            for p in pts:
+                v = sub(p, t0)
+                resid.append({k: v[k] - (dot(v, d1) / n1) * d1[k] for k in v})
+            dirs, evr = pca_directions(resid, n=1, origin="theta0")
+            return scale(dirs[0], norm(d1))
+        raw, _ = cached_direction(direction_key(key, "pca-perp", names=sel), make)
+        pts = [restrict(p, d1) for _, p in run.trajectory()]
+        out["explained_variance_ratio"] = pca_directions(pts, n=min(2, len(pts) - 1), origin="theta1")[1].tolist()
+    out["cos_raw"] = cosine(d1, raw)
+    vec = orthogonalise(raw, d1) if orthogonal else raw
+    out["d2"], out["d2_hash"] = vec, content_hash(vec)
+    return out
+
+
+def pca_plane(run: Any, params: str | Sequence[str] = "all", origin: str = "theta1") -> dict[str, Any]:
+    """The plane of a run's two leading trajectory PCA directions (Li et al. 2018), each scaled to
+    ‖δ1‖ so coordinates compare with the δ1 plane; cached. Project onto it with
+    ``project_trajectory(run, out["d1"], out["d2"], origin=origin)`` and evaluate it with
+    :func:`surface_2d` (base θ1 for ``origin="theta1"``). Returns ``{"d1", "d2",
+    "explained_variance_ratio", "d1_hash", "d2_hash"}``."""
+    if origin not in CENTRES:
+        raise bad_value("origin", origin, CENTRES)
+    key = run.spec.key()
+    sel = params if isinstance(params, str) else list(params)
+    cache_pcs: dict[str, Any] = {}
+
+    def make(j: int):
+        def inner() -> ParamDict:
+            if "dirs" not in cache_pcs:
+                cache_pcs["dirs"], cache_pcs["evr"] = pca_directions(run, n=2, origin=origin, names=params)
+            return scale(cache_pcs["dirs"][j], norm(restrict(run.delta(), cache_pcs["dirs"][j])))
+        return inner
+
+    pc1, h1 = cached_direction(direction_key(key, "pca1", names=sel, origin=origin), make(0))
+    pc2, h2 = cached_direction(direction_key(key, "pca2", names=sel, origin=origin), make(1))
+    evr = cache_pcs.get("evr")
+    if evr is None:
+        evr = pca_directions(run, n=2, origin=origin, names=params)[1]
+    return {"d1": pc1, "d2": pc2, "d1_hash": h1, "d2_hash": h2, "explained_variance_ratio": list(map(float, evr))}
+
+
+def run_curve(run: Any, alphas: Any = None, n_eval: int | None = 512, eval_seed: int = 0,
+              params: str | Sequence[str] = "all", precision: str = "auto", device: str = "auto",
+              progress: bool | None = None, **kwargs: Any) -> xr.Dataset:
+    """The paper's 1D curve of a run: f(α) = L(θ0 + α·δ1) on train and dev subsets (cached).
+
+    Args:
+        run: a :class:`~bertscape.train.RunResult`.
+        alphas: α grid (default [−0.5, 1.5] in 41 points).
+        n_eval, eval_seed: size and seed of the evaluation subsets (:func:`eval_sets_for_run`).
+        params: which parameters move (:func:`~bertscape.directions.select_names`); the rest stay at θ0.
+        precision, device, progress: as in :func:`evaluate_grid`.
+        kwargs: ``shard``, ``max_points``, ``callback``, ``store`` (default ``"auto"``) …
+    """
+    dev = _device(device)
+    dirs = run_directions(run, params=params)
+    evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev)
+    model = run.model("theta0", device=str(dev))
+    base = restrict(run.theta0(), dirs["d1"])
+    attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": "theta0", "n_eval": n_eval or -1,
+             "eval_seed": eval_seed, "params": json.dumps(params)}
+    kwargs.setdefault("store", "auto")
+    return curve_1d(model, base, dirs["d1"], alphas, evalsets, precision, progress, attrs=attrs, **kwargs)
+
+
+def run_surface(run: Any, alphas: Any = None, betas: Any = None, centre: str = "theta0", d2: str = "random",
+                seed: int = 0, policy: str = "filter", bias_policy: str = "whole",
+                params: str | Sequence[str] = "all", n_eval: int | None = 512, eval_seed: int = 0,
+                precision: str = "auto", device: str = "auto", progress: bool | None = None,
+                orthogonal: bool = True, **kwargs: Any) -> xr.Dataset:
+    """The paper's 2D surface of a run, cached: f(α, β) = L(origin + α·δ1 + β·δ2).
+
+    ``centre="theta0"``: origin θ0, θ1 at (1, 0) (default grid α ∈ [−0.5, 1.5], β ∈ [−1, 1],
+    21 × 21); ``centre="theta1"``: origin θ1, θ1 at (0, 0) (default [−1, 1]², 21 × 21).
+    δ2 as in :func:`run_directions` (random filter-normalised by default, orthogonalised
+    against δ1). Training and dev loss, error and metrics on the same grid. ``kwargs`` go to
+    :func:`evaluate_grid` (``shard``, ``max_points``, ``store`` (default ``"auto"``) …).
+    """
+    if centre not in CENTRES:
+        raise bad_value("centre", centre, CENTRES)
+    if alphas is None:
+        alphas = DEFAULT_ALPHAS_2D if centre == "theta0" else DEFAULT_AB_THETA1
+    if betas is None:
+        betas = DEFAULT_BETAS_2D if centre == "theta0" else DEFAULT_AB_THETA1
+    dev = _device(device)
+    dirs = run_directions(run, d2, seed, policy, bias_policy, params, orthogonal)
+    evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev)
+    model = run.model(centre, device=str(dev))
+    base = restrict(run.theta0() if centre == "theta0" else run.theta1(), dirs["d1"])
+    attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": centre, "d2_kind": d2,
+             "seed": seed, "policy": policy, "bias_policy": bias_policy, "orthogonal": int(orthogonal),
+             "cos_d1_d2_raw": dirs["cos_raw"], "n_eval": n_eval or -1, "eval_seed": eval_seed,
+             "params": json.dumps(params)}
+    if "explained_variance_ratio" in dirs:
+        attrs["explained_variance_ratio"] = json.dumps(dirs["explained_variance_ratio"])
+    kwargs.setdefault("store", "auto")
+    return surface_2d(model, base, dirs["d1"], dirs["d2"], alphas, betas, evalsets, precision, progress,
+                      attrs=attrs, **kwargs)
+
+
+# ----------------------------------------------------------------------------- trajectories
+
+def project_points(points: Iterable[tuple[int, ParamDict]], origin: ParamDict, d1: ParamDict,
+                   d2: ParamDict) -> pd.DataFrame:
+    """Coordinates of points in the plane ``origin + α·d1 + β·d2`` (least squares in that basis).
+
+    For each point θ, v = θ − origin (over ``origin``'s names); (α, β) solve the 2 × 2 normal
+    equations G·(α, β) = (⟨v, d1⟩, ⟨v, d2⟩) with G the directions' Gram matrix, so the
+    coordinates are those of the surface computed with these very directions. When d2 ⟂ d1
+    (as :func:`run_surface` makes it) this is α = ⟨v, d1⟩/‖d1‖², β = ⟨v, d2⟩/‖d2‖².
+    The off-plane residual ‖v − α·d1 − β·d2‖ is summed tensor by tensor in float64.
+
+    Returns a DataFrame: ``step, alpha, beta, residual, rel_residual, norm_v``.
+    """
+    g = np.array([[dot(d1, d1), dot(d1, d2)], [dot(d2, d1), dot(d2, d2)]])
+    if np.linalg.matrix_rank(g) < 2:
+        raise bad_value("d2", "a direction parallel to d1 (or zero)", "two linearly independent directions")
+    rows = []
+    for step, p in points:
+        v = {k: p[k].detach().double() - origin[k].detach().double() for k in origin}
+        a, b = np.linalg.solve(g, np.array([dot(v, d1), dot(v, d2)]))
+        res2, nv2 = 0.0, 0.0
+        for k, vk in v.items():
+            r = vk
+            if k in d1:
+                r = r - a * d1[k].double()
+            if k in d2:
+                r = r - b * d2[k].double()
+            res2 += float(torch.sum(r * r))
+            nv2 += float(torch.sum(vk * vk))
+        res, nv = res2 ** 0.5, nv2 ** 0.5
+        rows.append({"step": int(step), "alpha": float(a), "beta": float(b), "residual": res,
+                     "rel_residual": res / nv if nv > 0 else 0.0, "norm_v": nv})
+    return pd.DataFrame(rows)
+
+
+def surface_value(surface: xr.Dataset, var: str, alpha: Any, beta: Any) -> np.ndarray:
+    """Linear interpolation of ``surface[var]`` at (alpha, beta) (NaN outside the grid)."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    if var not in surface:
+        raise bad_value("var", var, sorted(v for v in surface.data_vars if v != "done"))
+    f = RegularGridInterpolator((surface["alpha"].values, surface["beta"].values), surface[var].values,
+                                bounds_error=False, fill_value=np.nan)
+    return f(np.column_stack([np.atleast_1d(alpha), np.atleast_1d(beta)]))
+
+
+def project_trajectory(run: Any, d1: ParamDict, d2: ParamDict, surface: xr.Dataset | None = None,
+                       origin: str | ParamDict | None = None, evalsets: Mapping[str, EvalSet] | None = None,
+                       model: torch.nn.Module | None = None, precision: str = "auto",
+                       progress: bool | None = None) -> pd.DataFrame:
+    """Project a run's checkpoints onto the plane (d1, d2) and compare true and surface losses.
+
+    Args:
+        run: a RunResult or a list of ``(step, ParamDict)`` checkpoints.
+        d1, d2: the plane's directions (use the surface's own, e.g. from :func:`run_directions`;
+            checked against the surface's hashes when a surface is given).
+        surface: a 2D grid; its values are interpolated at each projection
+            (``<name>_loss_surface`` beside the checkpoint's true ``<name>_loss``).
+        origin: ``theta0``/``theta1`` (default: the surface's ``centre``, else ``theta0``) or a ParamDict.
+        evalsets: sets on which to evaluate each checkpoint's true loss (default with a run and a
+            surface: the surface's own subsets, rebuilt from its ``n_eval``/``eval_seed``).
+        model: the network to load checkpoints into (default: ``run.model("theta0")``).
+
+    Returns: ``step, alpha, beta, residual, rel_residual, norm_v`` and, when evaluating,
+    ``<name>_loss`` and ``<name>_loss_surface``.
+    """
+    if surface is not None:
+        for j, d in enumerate((d1, d2)):
+            want = surface.attrs.get(f"d{j + 1}_hash")
+            if want is not None and want != content_hash(d):
+                raise bad_value(f"d{j + 1}", f"a direction with hash {content_hash(d)}",
+                                f"the surface's direction (hash {want})")
+    points = list(run.trajectory()) if hasattr(run, "trajectory") else list(run)
+    if origin is None:
+        origin = surface.attrs.get("centre", "theta0") if surface is not None else "theta0"
+    if isinstance(origin, str):
+        if origin not in CENTRES:
+            raise bad_value("origin", origin, CENTRES + ("a ParamDict",))
+        origin_pt = points[0][1] if origin == "theta0" else points[-1][1]
+    else:
+        origin_pt = origin
+    origin_pt = restrict(origin_pt, d1) if all(k in origin_pt for k in d1) else origin_pt
+    df = project_points(points, origin_pt, d1, d2)
+    if evalsets is None and surface is not None and hasattr(run, "spec") and int(surface.attrs.get("n_eval", 0)) != 0:
+        n = int(surface.attrs["n_eval"])
+        evalsets = eval_sets_for_run(run, None if n < 0 else n, int(surface.attrs.get("eval_seed", 0)),
+                                     next(model.parameters()).device if model is not None else "cpu")
+    if evalsets:
+        evalsets = _check_evalsets(evalsets)
+        if surface is not None:
+            for k, es in evalsets.items():
+                fp = surface.attrs.get(f"{k}_fingerprint")
+                if fp is not None and fp != es.fingerprint:
+                    raise BertscapeError(f"evalsets[{k!r}] differs from the set the surface was computed on")
+        if model is None:
+            model = run.model("theta0")
+        from tqdm.auto import tqdm
+
+        from .models import load_state, trainable_state
+
+        saved = {k: v for k, v in trainable_state(model).items() if k in points[0][1]}
+        for name in evalsets:
+            df[f"{name}_loss"] = np.nan
+        try:
+            for i, (_, p) in enumerate(tqdm(points, desc="trajectory", leave=False,
+                                            disable=not progress_enabled(progress))):
+                load_state(model, p)
+                for name, es in evalsets.items():
+                    df.loc[i, f"{name}_loss"] = evaluate(model, es, precision)["loss"]
+        finally:
+            load_state(model, saved)  # the model leaves as it came
+    if surface is not None:
+        for var in [v for v in surface.data_vars if v.endswith("_loss")]:
+            df[f"{var}_surface"] = surface_value(surface, var, df["alpha"].values, df["beta"].values)
+    return df
+
+
+# ----------------------------------------------------------------------------- flatness numbers
+
+def _threshold(f_ref: float, eps: float, eps_mode: str) -> float:
+    if eps_mode not in EPS_MODES:
+        raise bad_value("eps_mode", eps_mode, EPS_MODES)
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not np.isfinite(eps) or eps < 0:
+        raise bad_value("eps", eps, "a finite number >= 0")
+    return f_ref + (eps if eps_mode == "absolute" else eps * abs(f_ref))
+
+
+def _nearest(axis: np.ndarray, value: float, param: str) -> int:
+    i = int(np.argmin(np.abs(axis - value)))
+    spacing = np.min(np.diff(axis)) if len(axis) > 1 else np.inf
+    if abs(axis[i] - value) > 0.5 * spacing + 1e-12:
+        raise bad_value(param, value, f"a point inside the grid [{axis[0]}, {axis[-1]}]")
+    return i
+
+
+def basin_width(values: Any, coords: Any, centre: float = 1.0, eps: float = 0.1, eps_mode: str = "absolute",
+                direction_norm: float | None = None) -> dict[str, float]:
+    """Width of the basin around ``centre`` along a line: the interval where f ≤ f(centre) + ε.
+
+    Walks outwards from the grid point nearest ``centre`` while f stays at or below the
+    threshold; the ends are placed where the straight line between the last point inside and
+    the first point outside crosses the threshold (linear interpolation). If the set reaches the
+    grid's end, that side stops at the end and ``censored`` is 1 (the width is a lower bound).
+
+    Args:
+        values, coords: f on a 1-D grid (coords strictly increasing).
+        centre: the coordinate of θ1 (1.0 on a θ0-centred grid, 0.0 on a θ1-centred one).
+        eps, eps_mode: ε added to f(centre) (``absolute``) or ε·|f(centre)| (``relative``).
+        direction_norm: ‖d‖; widths in parameter-space units = width × ‖d‖.
+
+    Returns: ``{lo, hi, width, width_param, threshold, censored}`` (``width`` in coordinate units).
+    """
+    f = np.asarray(values, dtype=np.float64).reshape(-1)
+    x = _coords(coords, "coords")
+    if f.shape != x.shape:
+        raise bad_value("values", f"shape {f.shape}", f"the shape of coords {x.shape}")
+    c = _nearest(x, centre, "centre")
+    thr = _threshold(float(f[c]), eps, eps_mode)
+    censored = 0
+
+    def walk(step: int) -> float:
+        nonlocal censored
+        i = c
+        while 0 <= i + step < len(f) and f[i + step] <= thr:
+            i += step
+        j = i + step
+        if not (0 <= j < len(f)):
+            censored = 1
+            return float(x[i])
+        if not np.isfinite(f[j]):
+            return float(x[i])
+        t = (thr - f[i]) / (f[j] - f[i]) if f[j] != f[i] else 0.0
+        return float(x[i] + t * (x[j] - x[i]))
+
+    lo, hi = walk(-1), walk(+1)
+    width = hi - lo
+    return {"lo": lo, "hi": hi, "width": width,
+            "width_param": width * direction_norm if direction_norm is not None else float("nan"),
+            "threshold": thr, "censored": censored}
+
+
+def sublevel_area(values: Any, alphas: Any, betas: Any, centre: tuple[float, float] = (1.0, 0.0), eps: float = 0.1,
+                  eps_mode: str = "absolute", d1_norm: float | None = None, d2_norm: float | None = None,
+                  cos12: float = 0.0) -> dict[str, float]:
+    """Area of the connected sub-level set {f ≤ f(centre) + ε} that contains ``centre``.
+
+    Grid cells are counted (4-connectivity, :func:`scipy.ndimage.label`), each weighted by its
+    cell area (Δα × Δβ, half-cells at the grid's edges, so a uniform grid of spacing h gives
+    ``count × h²`` for interior sets). In parameter units² the area element of the plane is
+    ‖d1‖·‖d2‖·sin∠(d1, d2) (``cos12`` = cos of that angle; 0 for orthogonalised δ2).
+
+    Returns: ``{area, area_param, n_points, threshold, touches_edge}``.
+    """
+    from scipy import ndimage
+
+    f = np.asarray(values, dtype=np.float64)
+    a, b = _coords(alphas, "alphas"), _coords(betas, "betas")
+    if f.shape != (len(a), len(b)):
+        raise bad_value("values", f"shape {f.shape}", f"shape (len(alphas), len(betas)) = {(len(a), len(b))}")
+    i, j = _nearest(a, centre[0], "centre[0]"), _nearest(b, centre[1], "centre[1]")
+    thr = _threshold(float(f[i, j]), eps, eps_mode)
+    labels, _ = ndimage.label(np.nan_to_num(f, nan=np.inf) <= thr)
+    comp = labels == labels[i, j]
+
+    def cell(x: np.ndarray) -> np.ndarray:
+        if len(x) == 1:
+            return np.ones(1)
+        edges = np.concatenate([[x[0]], (x[1:] + x[:-1]) / 2, [x[-1]]])
+        return np.diff(edges)
+
+    weights = np.outer(cell(a), cell(b))
+    area = float(np.sum(weights[comp]))
+    touches = int(comp[0, :].any() or comp[-1, :].any() or comp[:, 0].any() or comp[:, -1].any())
+    elem = (d1_norm * d2_norm * np.sqrt(max(0.0, 1 - cos12 ** 2))
+            if d1_norm is not None and d2_norm is not None else float("nan"))
+    return {"area": area, "area_param": area * elem, "n_points": int(comp.sum()), "threshold": thr,
+            "touches_edge": touches}
+
+
+def barrier_height(values: Any, alphas: Any) -> float:
+    """max over α ∈ [0, 1] of f(α) − ((1 − α)·f(0) + α·f(1)) on the grid (f(0), f(1) interpolated
+    linearly if 0 or 1 is not a grid point). 0 when the curve never rises above the chord."""
+    f = np.asarray(values, dtype=np.float64).reshape(-1)
+    x = _coords(alphas, "alphas")
+    if f.shape != x.shape:
+        raise bad_value("values", f"shape {f.shape}", f"the shape of alphas {x.shape}")
+    if x[0] > 0 or x[-1] < 1:
+        raise bad_value("alphas", [x[0], x[-1]], "a grid covering [0, 1]")
+    f0, f1 = np.interp(0.0, x, f), np.interp(1.0, x, f)
+    inside = (x >= 0) & (x <= 1)
+    gap = f[inside] - ((1 - x[inside]) * f0 + x[inside] * f1)
+    return float(max(0.0, np.nanmax(gap))) if gap.size else 0.0
+
+
+def count_rises(values: Any, alphas: Any, tol: float = 0.0) -> int:
+    """How many consecutive grid steps within α ∈ [0, 1] increase f by more than ``tol``
+    (0 = monotonically non-increasing from θ0 to θ1, up to ``tol``)."""
+    f = np.asarray(values, dtype=np.float64).reshape(-1)
+    x = _coords(alphas, "alphas")
+    inside = (x >= -1e-12) & (x <= 1 + 1e-12)
+    return int(np.sum(np.diff(f[inside]) > tol))
+
+
+def flatness_summary(curve: xr.Dataset | None = None, surface: xr.Dataset | None = None, eps: float = 0.1,
+                     eps_mode: str = "absolute", var: str = "train_loss", rise_tol: float = 0.0) -> dict[str, float]:
+    """The flatness numbers of one run from its curve and/or surface.
+
+    From the curve (θ0-centred, dim ``alpha``): ``barrier`` (:func:`barrier_height`), ``rises``
+    (:func:`count_rises`), ``width_d1`` along δ1 through θ1 (α = 1). From the surface:
+    ``width_d1``/``width_d2`` through θ1 ((1, 0) or (0, 0) for a θ1-centred surface) and
+    ``area`` of the sub-level set; each also in parameter units (``*_param``) using the
+    direction norms stored in the grids' attrs. ``f_theta1`` is the value at θ1.
+    """
+    if curve is None and surface is None:
+        raise bad_value("curve/surface", None, "at least one of a curve or a surface")
+    out: dict[str, float] = {"eps": float(eps), "eps_mode": eps_mode}
+    if curve is not None:
+        f, a = curve[var].values, curve["alpha"].values
+        out["barrier"] = barrier_height(f, a)
+        out["rises"] = count_rises(f, a, rise_tol)
+        w = basin_width(f, a, 1.0, eps, eps_mode, curve.attrs.get("d1_norm"))
+        out.update(width_d1=w["width"], width_d1_param=w["width_param"], width_d1_censored=w["censored"],
+                   f_theta1=float(f[_nearest(a, 1.0, "alpha")]))
+    if surface is not None:
+        centre = (1.0, 0.0) if surface.attrs.get("centre", "theta0") == "theta0" else (0.0, 0.0)
+        f, a, b = surface[var].values, surface["alpha"].values, surface["beta"].values
+        i, j = _nearest(a, centre[0], "alpha"), _nearest(b, centre[1], "beta")
+        n1, n2 = surface.attrs.get("d1_norm"), surface.attrs.get("d2_norm")
+        w1 = basin_width(f[:, j], a, centre[0], eps, eps_mode, n1)
+        w2 = basin_width(f[i, :], b, centre[1], eps, eps_mode, n2)
+        ar = sublevel_area(f, a, b, centre, eps, eps_mode, n1, n2, float(surface.attrs.get("cos_d1_d2", 0.0)))
+        if curve is None:
+            out.update(width_d1=w1["width"], width_d1_param=w1["width_param"], width_d1_censored=w1["censored"])
+        out.update(surface_width_d1=w1["width"], surface_width_d1_param=w1["width_param"],
+                   width_d2=w2["width"], width_d2_param=w2["width_param"], width_d2_censored=w2["censored"],
+                   area=ar["area"], area_param=ar["area_param"], area_touches_edge=ar["touches_edge"],
+                   f_theta1_surface=float(f[i, j]))
+    return out

@@ -1,0 +1,332 @@
+"""Landscape engine on a tiny random BERT and hand-made data; flatness numbers on synthetic arrays."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from bertscape import directions as D
+from bertscape import landscape as L
+from bertscape.errors import BertscapeError
+from bertscape.evaluate import evaluate
+from bertscape.models import load_state, trainable_state
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("BERTSCAPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BERTSCAPE_PROGRESS", "0")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only add contention on a shared 2-core machine
+    yield
+    torch.set_num_threads(threads)
+
+
+def true_loss(model, point, es):
+    saved = trainable_state(model)
+    load_state(model, point)
+    out = evaluate(model, es, "fp32")["loss"]
+    load_state(model, saved)
+    return out
+
+
+# ----------------------------------------------------------------------------- curves and surfaces
+
+def test_curve_endpoints_are_theta0_and_theta1(toy_model, toy_evalsets, toy_points):
+    t0, t1 = toy_points
+    d1 = D.sub(t1, t0)
+    before = trainable_state(toy_model)
+    ds = L.curve_1d(toy_model, t0, d1, [-0.5, 0.0, 0.5, 1.0, 1.5], toy_evalsets, precision="fp32")
+    for name, es in toy_evalsets.items():
+        assert float(ds[f"{name}_loss"].sel(alpha=0.0)) == pytest.approx(true_loss(toy_model, t0, es), abs=1e-5)
+        assert float(ds[f"{name}_loss"].sel(alpha=1.0)) == pytest.approx(true_loss(toy_model, t1, es), abs=1e-5)
+        acc = ds[f"{name}_accuracy"].values
+        np.testing.assert_allclose(ds[f"{name}_error"].values, 1 - acc)
+    assert bool(ds["done"].all()) and ds.attrs["complete"] == 1
+    assert ds.attrs["d1_hash"] == D.content_hash(d1) and ds.attrs["precision"] == "fp32"
+    assert ds.attrs["train_fingerprint"] == toy_evalsets["train"].fingerprint
+    assert ds.attrs["d1_norm"] == pytest.approx(D.norm(d1))
+    # the model leaves holding the base point
+    after = trainable_state(toy_model)
+    assert all(torch.equal(t0[k], after[k]) for k in t0)
+    assert not all(torch.equal(before[k], t1[k]) for k in before)
+
+
+def test_surface_points_are_the_named_parameters(toy_model, toy_evalsets, toy_points):
+    t0, t1 = toy_points
+    d1 = D.sub(t1, t0)
+    d2 = D.orthogonalise(D.random_direction(d1, seed=3), d1)
+    ds = L.surface_2d(toy_model, t0, d1, d2, [0.0, 1.0], [-0.5, 0.0, 0.5], {"train": toy_evalsets["train"]},
+                      precision="fp32")
+    es = toy_evalsets["train"]
+    assert ds["train_loss"].dims == ("alpha", "beta")
+    assert float(ds["train_loss"].sel(alpha=1.0, beta=0.0)) == pytest.approx(true_loss(toy_model, t1, es), abs=1e-5)
+    assert float(ds["train_loss"].sel(alpha=0.0, beta=0.0)) == pytest.approx(true_loss(toy_model, t0, es), abs=1e-5)
+    p = D.axpy(D.axpy(t0, d1, 1.0), d2, -0.5)
+    assert float(ds["train_loss"].sel(alpha=1.0, beta=-0.5)) == pytest.approx(true_loss(toy_model, p, es), abs=1e-5)
+    assert abs(ds.attrs["cos_d1_d2"]) < 1e-6
+
+
+def test_netcdf_roundtrip_and_attrs(toy_model, toy_evalsets, toy_points, tmp_path):
+    t0, t1 = toy_points
+    d1 = D.sub(t1, t0)
+    path = tmp_path / "g.nc"
+    ds = L.curve_1d(toy_model, t0, d1, [0.0, 1.0], toy_evalsets, precision="fp32", store=path,
+                    attrs={"run_key": "abc"})
+    back = L.read_grid(path)
+    xr.testing.assert_identical(back, ds)
+    assert back.attrs["run_key"] == "abc" and back.attrs["base_hash"] == D.content_hash(t0)
+
+
+def _counting():
+    seen = []
+    return seen, (lambda i, v: seen.append(i))
+
+
+def test_resume_equals_uninterrupted(toy_model, toy_evalsets, toy_points, tmp_path):
+    t0, t1 = toy_points
+    d1 = D.sub(t1, t0)
+    d2 = D.random_direction(d1, seed=1)
+    a, b = [-0.5, 0.0, 1.0], [-1.0, 0.0, 1.0]
+    full = L.surface_2d(toy_model, t0, d1, d2, a, b, toy_evalsets, precision="fp32")
+    path = tmp_path / "s.nc"
+    part = L.surface_2d(toy_model, t0, d1, d2, a, b, toy_evalsets, precision="fp32", store=path, max_points=2)
+    assert int(part["done"].sum()) == 2 and part.attrs["complete"] == 0
+
+    class Stop(Exception):
+        pass
+
+    def boom(i, v):
+        if i == 4:
+            raise Stop
+
+    with pytest.raises(Stop):
+        L.surface_2d(toy_model, t0, d1, d2, a, b, toy_evalsets, precision="fp32", store=path, callback=boom,
+                     save_every=100)
+    saved = L.read_grid(path)
+    assert int(saved["done"].sum()) == 5  # points 0..4: the interrupted point was finished, then saved
+    seen, cb = _counting()
+    resumed = L.surface_2d(toy_model, t0, d1, d2, a, b, toy_evalsets, precision="fp32", store=path, callback=cb)
+    assert seen == [5, 6, 7, 8]
+    xr.testing.assert_identical(resumed.drop_attrs(), full.drop_attrs())
+    for v in full.data_vars:
+        assert np.array_equal(resumed[v].values, full[v].values)
+
+
+def test_shards_merge_to_the_single_process_grid(toy_model, toy_evalsets, toy_points, tmp_path):
+    t0, t1 = toy_points
+    d1 = D.sub(t1, t0)
+    d2 = D.random_direction(d1, seed=2)
+    a, b = [0.0, 0.5, 1.0], [-0.5, 0.5]
+    full = L.surface_2d(toy_model, t0, d1, d2, a, b, toy_evalsets, precision="fp32")
+    parts = []
+    for i in range(4):
+        s = L.surface_2d(toy_model, t0, d1, d2, a, b, toy_evalsets, precision="fp32", shard=(i, 4),
+                         store=tmp_path / "sh.nc")
+        assert set(np.flatnonzero(s["done"].values.reshape(-1))) == {j for j in range(6) if j % 4 == i}
+        parts.append(tmp_path / f"sh-shard{i}of4.nc")
+    merged = L.merge_shards(parts)
+    assert merged.attrs["complete"] == 1 and merged.attrs["grid_key"] == full.attrs["grid_key"]
+    for v in full.data_vars:
+        assert np.array_equal(merged[v].values, full[v].values), v
+    other = L.surface_2d(toy_model, t0, d1, D.random_direction(d1, seed=9), a, b, toy_evalsets, precision="fp32",
+                         max_points=1)
+    with pytest.raises(BertscapeError, match="shards"):
+        L.merge_shards([full, other])
+
+
+def test_stale_store_is_recomputed_not_mixed(toy_model, toy_evalsets, toy_points, tmp_path):
+    t0, t1 = toy_points
+    d1 = D.sub(t1, t0)
+    path = tmp_path / "c.nc"
+    a = [0.0, 0.5, 1.0]
+    first = L.curve_1d(toy_model, t0, d1, a, toy_evalsets, precision="fp32", store=path)
+    seen, cb = _counting()
+    L.curve_1d(toy_model, t0, d1, a, toy_evalsets, precision="fp32", store=path, callback=cb)
+    assert seen == []  # a complete, matching grid is reused
+    other = D.scale(d1, 2.0)  # another direction: another hash
+    seen, cb = _counting()
+    second = L.curve_1d(toy_model, t0, other, a, toy_evalsets, precision="fp32", store=path, callback=cb)
+    assert seen == [0, 1, 2]
+    assert second.attrs["grid_key"] != first.attrs["grid_key"]
+    assert float(second["train_loss"].sel(alpha=0.5)) == pytest.approx(float(first["train_loss"].sel(alpha=1.0)),
+                                                                        abs=1e-5)
+    # another evaluation set: recomputed too
+    seen, cb = _counting()
+    L.curve_1d(toy_model, t0, other, a, {"train": toy_evalsets["dev"]}, precision="fp32", store=path, callback=cb)
+    assert seen == [0, 1, 2]
+
+
+def test_bad_grid_arguments(toy_model, toy_evalsets, toy_points):
+    t0, t1 = toy_points
+    d1 = D.sub(t1, t0)
+    with pytest.raises(BertscapeError, match="alpha"):
+        L.curve_1d(toy_model, t0, d1, [1.0, 0.0], toy_evalsets)
+    with pytest.raises(BertscapeError, match="shard"):
+        L.surface_2d(toy_model, t0, d1, d1, [0.0], [0.0], toy_evalsets, shard=(2, 2))
+    with pytest.raises(BertscapeError, match="evalsets"):
+        L.curve_1d(toy_model, t0, d1, [0.0], {})
+    with pytest.raises(BertscapeError, match="precision"):
+        L.curve_1d(toy_model, t0, d1, [0.0], toy_evalsets, precision="fp8")
+
+
+# ----------------------------------------------------------------------------- projections
+
+def test_projection_recovers_coordinates(toy_points):
+    t0, t1 = toy_points
+    d1 = D.sub(t1, t0)
+    d2p = D.orthogonalise(D.random_direction(d1, seed=4), d1)
+    d2raw = D.axpy(d2p, d1, 0.3)  # a non-orthogonal δ2: least squares in the (δ1, δ2) basis still exact
+    e = D.orthogonalise(D.orthogonalise(D.random_direction(d1, seed=8), d1), d2p)
+    off = D.axpy(D.axpy(D.axpy(t0, d1, 0.2), d2p, 0.4), e, 1.0)
+    pts = [(0, t0), (5, D.axpy(D.axpy(t0, d1, 0.3), d2p, -0.7)), (7, off), (10, t1)]
+    df = L.project_points(pts, t0, d1, d2p)
+    np.testing.assert_allclose(df["alpha"], [0, 0.3, 0.2, 1], atol=1e-6)
+    np.testing.assert_allclose(df["beta"], [0, -0.7, 0.4, 0], atol=1e-6)
+    assert df["residual"].iloc[3] < 1e-6 * D.norm(d1) and df["residual"].iloc[1] < 1e-5
+    assert df["residual"].iloc[2] == pytest.approx(D.norm(e), rel=1e-4)
+    assert df["rel_residual"].iloc[2] == pytest.approx(D.norm(e) / D.norm(D.sub(off, t0)), rel=1e-4)
+    raw = L.project_points([(5, D.axpy(D.axpy(t0, d1, 0.3), d2raw, -0.7))], t0, d1, d2raw)
+    assert raw["alpha"].iloc[0] == pytest.approx(0.3, abs=1e-6) and raw["beta"].iloc[0] == pytest.approx(-0.7, abs=1e-6)
+
+
+def test_projection_with_surface_and_true_loss(toy_model, toy_evalsets, toy_points):
+    t0, t1 = toy_points
+    d1 = D.sub(t1, t0)
+    d2 = D.orthogonalise(D.random_direction(d1, seed=4), d1)
+    surf = L.surface_2d(toy_model, t0, d1, d2, [0.0, 0.5, 1.0], [-0.5, 0.0, 0.5], {"train": toy_evalsets["train"]},
+                        precision="fp32", attrs={"centre": "theta0"})
+    pts = [(0, t0), (3, D.axpy(t0, d1, 0.5)), (9, t1)]
+    df = L.project_trajectory(pts, d1, d2, surface=surf, evalsets={"train": toy_evalsets["train"]}, model=toy_model,
+                              precision="fp32")
+    np.testing.assert_allclose(df["train_loss"], df["train_loss_surface"], atol=1e-5)  # on-grid, on-plane points
+    with pytest.raises(BertscapeError, match="d2"):
+        L.project_trajectory(pts, d1, D.scale(d2, 2.0), surface=surf)
+
+
+# ----------------------------------------------------------------------------- flatness numbers
+
+def test_basin_width_known_answers():
+    x = np.linspace(-2, 2, 41)
+    w = L.basin_width(x ** 2, x, centre=0.0, eps=1.0, direction_norm=3.0)
+    assert (w["lo"], w["hi"], w["width"], w["width_param"], w["censored"]) == pytest.approx((-1, 1, 2, 6, 0))
+    # crossing between grid points is interpolated linearly: f = |x|, threshold 0.25
+    w = L.basin_width(np.abs(x), x, centre=0.0, eps=0.25)
+    assert w["width"] == pytest.approx(0.5)
+    # relative ε: f(centre) = 2, ε = 50 % → threshold 3
+    f = 2 + x ** 2
+    w = L.basin_width(f, x, 0.0, 0.5, "relative")
+    assert w["threshold"] == pytest.approx(3.0) and w["width"] == pytest.approx(2.0)
+    # reaching the grid's end: censored lower bound
+    w = L.basin_width(np.zeros_like(x), x, 1.0, 0.1)
+    assert w["width"] == pytest.approx(4.0) and w["censored"] == 1
+    with pytest.raises(BertscapeError, match="eps_mode"):
+        L.basin_width(f, x, 0.0, 0.1, "percent")
+    with pytest.raises(BertscapeError, match="centre"):
+        L.basin_width(f, x, 5.0)
+
+
+def test_sublevel_area_counts_the_connected_component():
+    a = np.linspace(0, 2, 21)   # h = 0.1
+    b = np.linspace(-1, 1, 21)
+    f = np.ones((21, 21))
+    f[8:13, 9:12] = 0.0   # 5 × 3 block containing θ1 = (1, 0) → index (10, 10)
+    f[0:3, 0:3] = 0.0     # a separate low region: not counted
+    f[10, 10] = -0.05
+    r = L.sublevel_area(f, a, b, centre=(1.0, 0.0), eps=0.1, d1_norm=2.0, d2_norm=3.0)
+    assert r["n_points"] == 15 and r["touches_edge"] == 0
+    assert r["area"] == pytest.approx(15 * 0.01)
+    assert r["area_param"] == pytest.approx(15 * 0.01 * 6.0)
+    r = L.sublevel_area(f, a, b, centre=(1.0, 0.0), eps=0.1, d1_norm=2.0, d2_norm=3.0, cos12=0.6)
+    assert r["area_param"] == pytest.approx(15 * 0.01 * 6.0 * 0.8)
+    # a disc of radius 0.5 on a fine grid: area → π r²
+    g = np.linspace(-1, 1, 201)
+    disc = L.sublevel_area(np.add.outer(g ** 2, g ** 2), g, g, (0.0, 0.0), eps=0.25)
+    assert disc["area"] == pytest.approx(np.pi * 0.25, rel=0.02)
+
+
+def test_barrier_height_known_answers():
+    a = np.linspace(-0.5, 1.5, 41)
+    chord = 3 - 2 * a
+    assert L.barrier_height(chord + 4 * a * (1 - a) * 0.25, a) == pytest.approx(0.25)
+    assert L.barrier_height(chord - 4 * a * (1 - a), a) == 0.0
+    assert L.count_rises(chord, a) == 0
+    assert L.count_rises(chord + np.where(a == 0.5, 1.0, 0.0), a) == 1
+    with pytest.raises(BertscapeError, match="alphas"):
+        L.barrier_height([1.0, 2.0], [0.2, 0.5])
+
+
+def test_flatness_summary_on_synthetic_grids():
+    a = L.DEFAULT_ALPHAS_1D
+    curve = xr.Dataset({"train_loss": ("alpha", (a - 1) ** 2 + 2 * a * (1 - a) * (a > 0) * (a < 0.4))},
+                       coords={"alpha": a}, attrs={"d1_norm": 10.0})
+    aa, bb = L.DEFAULT_ALPHAS_2D, L.DEFAULT_BETAS_2D
+    f = np.add.outer((aa - 1) ** 2, 4 * bb ** 2)
+    surf = xr.Dataset({"train_loss": (("alpha", "beta"), f)}, coords={"alpha": aa, "beta": bb},
+                      attrs={"d1_norm": 10.0, "d2_norm": 10.0, "cos_d1_d2": 0.0, "centre": "theta0"})
+    s = L.flatness_summary(curve, surf, eps=0.25)
+    assert s["width_d1"] == pytest.approx(1.0) and s["width_d1_param"] == pytest.approx(10.0)
+    # 4β² ≤ 0.25 ⇔ |β| ≤ 0.25; on the 0.1 grid the crossing is interpolated between β = 0.2 (0.16)
+    # and 0.3 (0.36): 0.2 + 0.09/0.20·0.1 = 0.245 on each side
+    assert s["width_d2"] == pytest.approx(0.49) and s["width_d2_param"] == pytest.approx(4.9)
+    assert s["barrier"] == pytest.approx(0.35 * 0.65) and s["rises"] == 0 and s["f_theta1"] == 0.0
+    assert s["area"] > 0 and s["area_param"] == pytest.approx(s["area"] * 100)
+
+
+# ----------------------------------------------------------------------------- run-level helpers
+
+def test_run_level_helpers_on_a_tiny_run(tiny_bert):
+    from bertscape.spec import RunSpec
+    from bertscape.train import train
+
+    spec = RunSpec(model=tiny_bert, n_train=48, n_dev=32, epochs=1, batch_size=16, n_checkpoints=3, max_length=32,
+                   device="cpu", lr=1e-3)
+    run = train(spec, progress=False)
+    alphas = [0.0, 0.5, 1.0]
+    curve = L.run_curve(run, alphas, n_eval=16, device="cpu")
+    es = L.eval_sets_for_run(run, 16, 0)
+    assert len(es["train"]) == 16 and len(es["dev"]) == 16
+    model = run.model("theta0")
+    assert float(curve["train_loss"].sel(alpha=0.0)) == pytest.approx(evaluate(model, es["train"])["loss"], abs=1e-5)
+    model = run.model("theta1")
+    assert float(curve["dev_loss"].sel(alpha=1.0)) == pytest.approx(evaluate(model, es["dev"])["loss"], abs=1e-5)
+    assert curve.attrs["run_key"] == spec.key()
+    seen, cb = _counting()
+    L.run_curve(run, alphas, n_eval=16, device="cpu", callback=cb)
+    assert seen == []  # cached
+    surf = L.run_surface(run, [0.0, 1.0], [-0.5, 0.0, 0.5], n_eval=16, device="cpu")
+    assert abs(surf.attrs["cos_d1_d2"]) < 1e-6 and surf.attrs["d2_kind"] == "random"
+    assert float(surf["train_loss"].sel(alpha=1.0, beta=0.0)) == pytest.approx(
+        float(curve["train_loss"].sel(alpha=1.0)), abs=1e-5)
+    dirs = L.run_directions(run)
+    df = L.project_trajectory(run, dirs["d1"], dirs["d2"], surface=surf)
+    assert list(df["step"]) == run.checkpoint_steps
+    assert (df["alpha"].iloc[0], df["beta"].iloc[0]) == pytest.approx((0.0, 0.0), abs=1e-9)
+    assert (df["alpha"].iloc[-1], df["beta"].iloc[-1]) == pytest.approx((1.0, 0.0), abs=1e-6)
+    assert df["residual"].iloc[-1] < 1e-6 * D.norm(dirs["d1"])
+    assert df["train_loss"].iloc[-1] == pytest.approx(df["train_loss_surface"].iloc[-1], abs=1e-5)
+    centred = L.run_surface(run, [-0.5, 0.0], [0.0, 0.5], centre="theta1", d2="pca", n_eval=16, device="cpu")
+    assert float(centred["train_loss"].sel(alpha=0.0, beta=0.0)) == pytest.approx(
+        float(curve["train_loss"].sel(alpha=1.0)), abs=1e-5)
+    assert float(centred["train_loss"].sel(alpha=-0.5, beta=0.0)) == pytest.approx(
+        float(curve["train_loss"].sel(alpha=0.5)), abs=1e-5)
+    s = L.flatness_summary(curve, surf, eps=0.05)
+    assert np.isfinite(s["barrier"]) and s["width_d2"] >= 0
+    # 3 checkpoints span a plane: the 2 PCA directions hold the whole path
+    pp = L.pca_plane(run)
+    assert sum(pp["explained_variance_ratio"]) == pytest.approx(1.0, abs=1e-6)
+    on_pca = L.project_trajectory(run, pp["d1"], pp["d2"], origin="theta1")
+    assert on_pca["rel_residual"].iloc[:-1].max() < 1e-3
+
+
+def test_pca_plane_projection_of_a_planar_path(toy_points):
+    t0, t1 = toy_points
+    d1 = D.sub(t1, t0)
+    e = D.scale(D.orthogonalise(D.random_direction(d1, seed=6), d1), 1.0)
+    # a path that bends inside the plane (δ1, e): every checkpoint is on the PCA plane
+    pts = [(i, D.axpy(D.axpy(t0, d1, t), e, 0.5 * t * (1 - t))) for i, t in enumerate(np.linspace(0, 1, 6))]
+    dirs, evr = D.pca_directions([p for _, p in pts], n=2, origin="theta1")
+    assert evr.sum() == pytest.approx(1.0, abs=1e-6)
+    df = L.project_points(pts, pts[-1][1], dirs[0], dirs[1])
+    assert df["rel_residual"].iloc[:-1].max() < 1e-4
