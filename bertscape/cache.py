@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -170,3 +170,17 @@ def check_manifest(folder: Path) -> bool:
         return manifest(folder) == recorded
     except OSError:
         return False
+
+
+def memo_json(name: str, key: Any, compute: Callable[[], Any]) -> Any:
+    """Cached JSON value of ``compute()`` under ``<cache>/memo/<name>-<hash(key)>.json``.
+
+    For small derived results (numbers, tables as dicts); a missing or corrupt entry is recomputed.
+    """
+    path = subdir("memo") / f"{name}-{stable_hash({'key': key, 'code': CODE_VERSION})}.json"
+    stored = read_json(path)
+    if isinstance(stored, dict) and "value" in stored:
+        return stored["value"]
+    value = compute()
+    write_json(path, {"value": value})
+    return value

@@ -146,7 +146,7 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
                   progress: bool | None = None, shard: tuple[int, int] = (0, 1), store: str | Path | None = None,
                   max_points: int | None = None, callback: PointCallback | None = None,
                   save_every: int = 8, save_seconds: float = 30.0, attrs: Mapping[str, Any] | None = None,
-                  kind: str = "grid") -> xr.Dataset:
+                  kind: str = "grid", notes: Mapping[str, Any] | None = None) -> xr.Dataset:
     """Evaluate ``model`` at ``base + Σ cᵢ·directions[i]`` for every point of a rectangular grid.
 
     Args:
@@ -168,6 +168,9 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
         save_every, save_seconds: save partial progress after this many points or seconds.
         attrs: extra attributes; they take part in the grid key (e.g. the run key).
         kind: a label (``curve``, ``surface``) used in attributes and auto file names.
+        notes: attributes recorded on the result but *not* part of the grid key: numbers derived
+            from the directions (norms, cosines) whose last bits may differ between computations
+            of the same direction (BLAS reductions depend on memory alignment).
     """
     evalsets = _check_evalsets(evalsets)
     shard = _check_shard(shard)
@@ -221,7 +224,7 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
         for k, fp in identity["evalsets"].items():
             ds.attrs[f"{k}_fingerprint"] = fp
             ds.attrs[f"{k}_n"] = len(evalsets[k])
-        for k, v in (attrs or {}).items():
+        for k, v in {**(attrs or {}), **(notes or {})}.items():
             ds.attrs[k] = v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else json.dumps(v)
         return ds
 
@@ -276,9 +279,9 @@ def curve_1d(model: torch.nn.Module, base: ParamDict, direction: ParamDict, alph
     ``attrs`` …). Returns a Dataset with dim ``alpha``; attrs ``d1_norm`` = ‖direction‖.
     """
     alphas = DEFAULT_ALPHAS_1D if alphas is None else alphas
-    attrs = {"d1_norm": norm(direction), **dict(kwargs.pop("attrs", None) or {})}
+    notes = {"d1_norm": norm(direction), **dict(kwargs.pop("notes", None) or {})}
     return evaluate_grid(model, base, [direction], {"alpha": alphas}, evalsets, precision=precision,
-                         progress=progress, attrs=attrs, kind=kwargs.pop("kind", "curve"), **kwargs)
+                         progress=progress, notes=notes, kind=kwargs.pop("kind", "curve"), **kwargs)
 
 
 def surface_2d(model: torch.nn.Module, base: ParamDict, d1: ParamDict, d2: ParamDict, alphas: Any = None,
@@ -294,10 +297,10 @@ def surface_2d(model: torch.nn.Module, base: ParamDict, d1: ParamDict, d2: Param
     """
     alphas = DEFAULT_ALPHAS_2D if alphas is None else alphas
     betas = DEFAULT_BETAS_2D if betas is None else betas
-    attrs = {"d1_norm": norm(d1), "d2_norm": norm(d2), "cos_d1_d2": cosine(d1, d2),
-             **dict(kwargs.pop("attrs", None) or {})}
+    notes = {"d1_norm": norm(d1), "d2_norm": norm(d2), "cos_d1_d2": cosine(d1, d2),
+             **dict(kwargs.pop("notes", None) or {})}
     return evaluate_grid(model, base, [d1, d2], {"alpha": alphas, "beta": betas}, evalsets, precision=precision,
-                         progress=progress, shard=shard, store=store, attrs=attrs,
+                         progress=progress, shard=shard, store=store, notes=notes,
                          kind=kwargs.pop("kind", "surface"), **kwargs)
 
 
@@ -392,8 +395,13 @@ def run_directions(run: Any, d2: str = "random", seed: int = 0, policy: str = "f
         pts = [restrict(p, d1) for _, p in run.trajectory()]
         out["explained_variance_ratio"] = pca_directions(pts, n=min(2, len(pts) - 1), origin="theta1")[1].tolist()
     out["cos_raw"] = cosine(d1, raw)
-    vec = orthogonalise(raw, d1) if orthogonal else raw
-    out["d2"], out["d2_hash"] = vec, content_hash(vec)
+    if orthogonal:  # stored once: recomputing it could differ in the last bits and change its hash
+        kind = "random" if d2 == "random" else "pca-perp"
+        vec, vec_hash = cached_direction(direction_key(key, f"{kind}-orth", seed if d2 == "random" else None,
+                                                       policy, bias_policy, sel), lambda: orthogonalise(raw, d1))
+    else:
+        vec, vec_hash = raw, content_hash(raw)
+    out["d2"], out["d2_hash"] = vec, vec_hash
     return out
 
 
@@ -474,13 +482,13 @@ def run_surface(run: Any, alphas: Any = None, betas: Any = None, centre: str = "
     base = restrict(run.theta0() if centre == "theta0" else run.theta1(), dirs["d1"])
     attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": centre, "d2_kind": d2,
              "seed": seed, "policy": policy, "bias_policy": bias_policy, "orthogonal": int(orthogonal),
-             "cos_d1_d2_raw": dirs["cos_raw"], "n_eval": n_eval or -1, "eval_seed": eval_seed,
-             "params": json.dumps(params)}
+             "n_eval": n_eval or -1, "eval_seed": eval_seed, "params": json.dumps(params)}
+    notes = {"cos_d1_d2_raw": dirs["cos_raw"]}
     if "explained_variance_ratio" in dirs:
-        attrs["explained_variance_ratio"] = json.dumps(dirs["explained_variance_ratio"])
+        notes["explained_variance_ratio"] = json.dumps(dirs["explained_variance_ratio"])
     kwargs.setdefault("store", "auto")
     return surface_2d(model, base, dirs["d1"], dirs["d2"], alphas, betas, evalsets, precision, progress,
-                      attrs=attrs, **kwargs)
+                      attrs=attrs, notes=notes, **kwargs)
 
 
 # ----------------------------------------------------------------------------- trajectories
@@ -525,9 +533,18 @@ def surface_value(surface: xr.Dataset, var: str, alpha: Any, beta: Any) -> np.nd
 
     if var not in surface:
         raise bad_value("var", var, sorted(v for v in surface.data_vars if v != "done"))
-    f = RegularGridInterpolator((surface["alpha"].values, surface["beta"].values), surface[var].values,
-                                bounds_error=False, fill_value=np.nan)
-    return f(np.column_stack([np.atleast_1d(alpha), np.atleast_1d(beta)]))
+    a_axis, b_axis = surface["alpha"].values, surface["beta"].values
+    f = RegularGridInterpolator((a_axis, b_axis), surface[var].values, bounds_error=False, fill_value=np.nan)
+
+    def snap(x: Any, axis: np.ndarray) -> np.ndarray:
+        # a projection that lands a rounding error outside the grid (θ1 at α = 1.0000001) is on its edge
+        x = np.atleast_1d(np.asarray(x, dtype=np.float64)).copy()
+        tol = 1e-6 * float(axis[-1] - axis[0])
+        x[(x < axis[0]) & (x > axis[0] - tol)] = axis[0]
+        x[(x > axis[-1]) & (x < axis[-1] + tol)] = axis[-1]
+        return x
+
+    return f(np.column_stack([snap(alpha, a_axis), snap(beta, b_axis)]))
 
 
 def project_trajectory(run: Any, d1: ParamDict, d2: ParamDict, surface: xr.Dataset | None = None,

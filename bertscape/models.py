@@ -1,6 +1,7 @@
 """Models: the embedded MiniLM (offline default), any hub id or local folder, pre-trained or scratch."""
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from pathlib import Path
@@ -104,6 +105,12 @@ def build_model(model: str, init: Literal["pretrained", "scratch"], num_labels: 
     """
     if init not in INITS:
         raise bad_value("init", init, INITS)
+    return copy.deepcopy(_built(model, init, num_labels, int(seed), bool(regression)))
+
+
+@functools.lru_cache(maxsize=4)
+def _built(model: str, init: str, num_labels: int, seed: int, regression: bool) -> torch.nn.Module:
+    """Build once per process; callers get deep copies (models are mutated in place later)."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 

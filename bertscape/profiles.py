@@ -119,8 +119,13 @@ class Profile:
     """Sentences (per split, train and dev) each curve point is evaluated on."""
     curve_precision: str = "auto"
     """Precision of curve evaluations (``auto``: bf16 on GPU, fp32 on CPU)."""
-    layer_curve_points: int = 9
-    """Points of the per-layer 1D curves (one layer moved along its own δ1 block), on ``curve_range``."""
+    layer_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
+    """α values of the per-layer curves (one layer moved along its own δ1 block, the others at θ1);
+    must hold 0 and 1, and 1 ± h for the finite-difference curvature at θ1."""
+    layer_hessian_steps: int = 8
+    """Power-iteration steps of the per-layer Hessian top eigenvalue (one per layer group)."""
+    cka_tokens: int = 4096
+    """Token budget (seeded sample of dev tokens) of the per-layer CKA similarity."""
 
     # ------------------------------------------------------------------ 2D surfaces
     grid_points: tuple[int, int] = (13, 13)
@@ -182,9 +187,16 @@ class Profile:
         object.__setattr__(self, "curve_range", _as_range("curve_range", self.curve_range))
         object.__setattr__(self, "grid_alpha", _as_range("grid_alpha", self.grid_alpha))
         object.__setattr__(self, "grid_beta", _as_range("grid_beta", self.grid_beta))
-        for name in ("curve_points", "layer_curve_points"):
-            n = check_positive_int(name, getattr(self, name))
-            _check_on_grid(name, n, self.curve_range, (0.0, 1.0), "curve_range")
+        n = check_positive_int("curve_points", self.curve_points)
+        _check_on_grid("curve_points", n, self.curve_range, (0.0, 1.0), "curve_range")
+        la = self.layer_alphas
+        if (not isinstance(la, (list, tuple)) or len(la) < 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in la)
+                or 0.0 not in [float(x) for x in la] or 1.0 not in [float(x) for x in la]):
+            raise bad_value("layer_alphas", la, "a list of numbers holding 0 and 1")
+        object.__setattr__(self, "layer_alphas", tuple(sorted(float(x) for x in la)))
+        check_positive_int("layer_hessian_steps", self.layer_hessian_steps)
+        check_positive_int("cka_tokens", self.cka_tokens)
         gp = self.grid_points
         if isinstance(gp, int) and not isinstance(gp, bool):
             gp = (gp, gp)
@@ -313,8 +325,8 @@ PROFILES: dict[str, Profile] = {
         name="smoke", description="seconds; for tests and CI (numbers are meaningless)",
         model="embedded", tasks=("movies",), n_train=64, n_dev=64, max_length=32, epochs=1, batch_size=16,
         evals_per_epoch=1, n_checkpoints=3, long_n_train=64, long_epochs=3,
-        curve_points=5, curve_n_eval=32, layer_curve_points=5, grid_points=(5, 5), grid_n_eval=32,
-        hessian_steps=3, hessian_n_eval=16,
+        curve_points=5, curve_n_eval=32, layer_alphas=(0.0, 0.5, 1.0, 1.5), grid_points=(5, 5), grid_n_eval=32,
+        hessian_steps=3, hessian_n_eval=16, layer_hessian_steps=2, cka_tokens=256,
     ),
     "quick": Profile(
         name="quick", description="default; MiniLM on movie reviews, whole book < 30 min on a 2-core CPU",
@@ -324,7 +336,8 @@ PROFILES: dict[str, Profile] = {
         name="paper", description="BERT-base on four GLUE tasks, paper-sized grids; needs a GPU",
         model="bert-base-uncased", tasks=("mrpc", "rte", "sst2", "cola"), n_train=None, n_dev=None,
         max_length=128, epochs=3, lr_pretrained=2e-5, lr_scratch=1e-4, evals_per_epoch=4, n_checkpoints=20,
-        long_n_train=None, long_epochs=10, curve_points=41, curve_n_eval=1024, layer_curve_points=21,
+        long_n_train=None, long_epochs=10, curve_points=41, curve_n_eval=1024,
+        layer_alphas=tuple(round(-0.5 + 0.125 * i, 3) for i in range(17)), layer_hessian_steps=20, cka_tokens=16384,
         grid_points=(31, 31), grid_alpha=(-1.0, 2.0), grid_beta=(-1.5, 1.5), grid_n_eval=1024,
         grid_precision="auto", eval_batch_size=256, hessian_steps=50, hessian_n_eval=1024,
     ),
@@ -348,13 +361,19 @@ def get_profile(name: str | Profile = DEFAULT_PROFILE, **overrides: Any) -> Prof
 
 
 def from_params(profile: str = DEFAULT_PROFILE, tasks: str | Sequence[str] | None = None,
-                glue_dir: str | None = None, overrides: Mapping[str, Any] | None = None) -> Profile:
+                glue_dir: str | None = None, overrides: Mapping[str, Any] | None = None,
+                seeds: int | Sequence[int] | None = None, model: str | None = None) -> Profile:
     """Resolve a chapter's papermill parameters into a :class:`Profile`.
 
-    ``tasks`` and ``glue_dir`` left as ``None`` keep the profile's values; ``tasks`` may be a list or
-    a comma-separated string (``-p tasks mrpc,rte``).  ``overrides`` is a dict of further fields.
+    ``tasks``, ``glue_dir``, ``seeds`` and ``model`` left as ``None`` keep the profile's values;
+    ``tasks`` may be a list or a comma-separated string (``-p tasks mrpc,rte``); ``seeds`` a list or
+    one integer. ``overrides`` is a dict of further fields.
     """
     changes: dict[str, Any] = dict(overrides or {})
+    if seeds is not None and seeds != []:
+        changes["seeds"] = tuple(seeds) if isinstance(seeds, (list, tuple)) else (seeds,)
+    if model is not None and model != "":
+        changes["model"] = model
     if tasks is not None and tasks != [] and tasks != "":
         changes["tasks"] = tasks
     if glue_dir is not None and glue_dir != "":

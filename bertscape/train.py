@@ -13,6 +13,7 @@ fine-tuning steps in rounding).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -38,7 +39,16 @@ StepCallback = Callable[[int, float], None]
 # ----------------------------------------------------------------------------- data of a run
 
 def run_data(spec: RunSpec) -> tuple[Encoded, Encoded]:
-    """The run's tokenised training and dev subsets (seeded by ``spec.data_seed``, stratified)."""
+    """The run's tokenised training and dev subsets (seeded by ``spec.data_seed``, stratified).
+
+    Memoised per process (the result depends only on the data fields of the spec); treat the
+    returned objects as read-only."""
+    data_fields = ("task", "model", "data_seed", "n_train", "n_dev", "max_length", "glue_dir")
+    return _run_data(tuple(getattr(spec, f) for f in data_fields), spec)
+
+
+@functools.lru_cache(maxsize=16)
+def _run_data(_key: tuple, spec: RunSpec) -> tuple[Encoded, Encoded]:
     task = spec.task_info
     tok = load_tokenizer(spec.model)
     out = []

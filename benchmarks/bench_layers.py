@@ -1,0 +1,165 @@
+"""Layer analysis speed and memory: every measure of bertscape.layers on a quick-profile run.
+
+    .venv/bin/python benchmarks/bench_layers.py                 # the quick pre-trained run (trained first if not cached)
+    .venv/bin/python benchmarks/bench_layers.py --init scratch  # the same for the from-scratch run
+    .venv/bin/python benchmarks/bench_layers.py --compare-hessian   # also time block power iteration vs Lanczos
+
+Target (issue 5): all measures of a quick-profile run (embedded MiniLM-L6, movies, 512 dev sentences)
+in ≤ 5 minutes together on a 2-core CPU machine, peak memory ≤ 3 GB. The run itself
+(``RunSpec()``: 2,000 training sentences × 3 epochs) is trained in a child process when it is not in the
+cache, so the peak RSS reported here is the analysis alone (model, θ0, θ1, evaluation sets, CKA features).
+Every measure is recomputed (``force=True``); the cache is the one ``$BERTSCAPE_CACHE`` names.
+
+Prints a table (and, with ``--write``, puts it into benchmarks/RESULTS.md between
+``<!-- bench_layers:start -->`` and ``<!-- bench_layers:end -->``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("BERTSCAPE_PROGRESS", "0")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from bertscape import layers as LY  # noqa: E402
+from bertscape.spec import RunSpec  # noqa: E402
+from bertscape.train import load_run  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+START, END = "<!-- bench_layers:start -->", "<!-- bench_layers:end -->"
+BUDGET_S = 300.0
+BUDGET_RSS_GB = 3.0
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # KiB on Linux
+
+
+def ensure_run(spec: RunSpec):
+    """The cached run, training it in a child process first if needed (so its memory is not counted)."""
+    run = load_run(spec)
+    if run is not None:
+        return run, 0.0
+    t = time.perf_counter()
+    code = ("from bertscape.spec import RunSpec; from bertscape.train import train; "
+            f"train(RunSpec(init={spec.init!r}))")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    run = load_run(spec)
+    assert run is not None
+    return run, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--init", default="pretrained", choices=("pretrained", "scratch"))
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--compare-hessian", action="store_true", help="also time method='power' for the curvature")
+    ap.add_argument("--run-folder", default=None,
+                    help="use this cached run folder (e.g. one trained before the RunSpec key changed) instead of "
+                         "training RunSpec(init=...); its meta.json spec must match apart from new fields")
+    ap.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = RunSpec(init=args.init)
+    if args.run_folder:
+        import json
+
+        from bertscape.train import RunResult
+
+        folder = Path(args.run_folder)
+        meta = json.loads((folder / "meta.json").read_text())
+        hist = json.loads((folder / "history.json").read_text())
+        old = {k: v for k, v in meta["spec"].items() if k in spec.to_dict()}
+        spec = spec.replace(**old)
+        run, train_s = RunResult(spec, folder, pd.DataFrame(hist["steps"]), pd.DataFrame(hist["evals"]),
+                                 list(meta["checkpoint_steps"]), meta), 0.0
+    else:
+        run, train_s = ensure_run(spec)
+    rss_before = peak_rss_gb()
+
+    t = time.perf_counter()
+    rep = LY.analyze_run(run, force=True, device="cpu", progress=False)
+    total = time.perf_counter() - t
+    rss = peak_rss_gb()
+
+    defaults = (f"n_train_eval=512, n_dev_eval=512, alphas={list(LY.DEFAULT_ALPHAS)}, views=['theta1'], "
+                f"orders={list(LY.RESTORE_ORDERS)}, n_hessian=64, hessian_iters=8 (lanczos), cka_tokens=4096")
+    notes = {
+        "change": "relative change per group and per sub-module (no evaluation)",
+        "curves": f"{rep.curves.sizes['group']} groups × {rep.curves.sizes['alpha']} α, train + dev",
+        "restore": f"{len(rep.restore)} rows, {rep.restore['restored'].nunique()} distinct points, train + dev",
+        "curvature": f"top Hessian eigenvalue per group, {int(rep.curvature['iterations'].max())} Lanczos steps, 64 sentences",
+        "cka": f"{int(rep.cka['n_tokens'].iloc[0])} dev tokens, θ0 and θ1 hidden states",
+    }
+    rows = [{"measure": m, "seconds": round(s, 1), "what": notes[m]} for m, s in rep.seconds.items()]
+    rows.append({"measure": "total", "seconds": round(total, 1),
+                 "what": f"target ≤ {BUDGET_S:.0f} s: {'met' if total <= BUDGET_S else 'NOT met'}"})
+    if args.compare_hessian:
+        import numpy as np
+
+        from bertscape.evaluate import prepare_eval
+
+        _, train_enc = LY._run_evalsets(run, 512, 512, 0, torch.device("cpu"))  # the subset analyze_run uses
+        hs = prepare_eval(train_enc.select(np.arange(64)))
+        model = run.model("theta1")
+        t = time.perf_counter()
+        pw = LY.layer_curvature(model, hs, iters=8, method="power", progress=False)
+        rows.append({"measure": "curvature (power, 8 steps)", "seconds": round(time.perf_counter() - t, 1),
+                     "what": "max |λ_power/λ_lanczos − 1| = "
+                             f"{float(((pw['eigenvalue'] / rep.curvature['eigenvalue']) - 1).abs().max()):.3f}"})
+    table = pd.DataFrame(rows)
+
+    threads = torch.get_num_threads()
+    load = os.getloadavg()[0]
+    header = (f"Command: `python benchmarks/bench_layers.py{' --init ' + args.init if args.init != 'pretrained' else ''}` — "
+              f"{datetime.date.today()}, torch {torch.__version__}, {threads} CPU threads, {platform.machine()}, "
+              f"run {spec.label()} (embedded MiniLM-L6, movies, 2,000 train / 512 dev sentences), "
+              f"defaults: {defaults}. Peak RSS of the analysis: {rss:.2f} GB (before it: {rss_before:.2f} GB; "
+              f"target ≤ {BUDGET_RSS_GB:.0f} GB). 1-minute load average at the end: {load:.1f} "
+              f"(other jobs sharing the cores slow every number here).")
+    if train_s:
+        header += f" The run was trained first in {train_s / 60:.1f} min (not counted)."
+    md = table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False)
+    print(header)
+    print(md)
+    print("\nrelative change by group:\n", rep.change[["relative_change"]].T.round(4).to_string())
+    print("\nper-layer curve summary (others at θ1):\n",
+          rep.curve_summary.loc["theta1"][["train_loss_rise", "train_loss_curvature", "dev_metric_rise"]]
+          .round(4).to_string())
+    print("\nrestore:\n", rep.restore[["order", "k", "restored", "dev_metric", "train_loss"]].round(4).to_string())
+    print("\ncurvature:\n", rep.curvature[["eigenvalue", "rel_change"]].round(4).to_string())
+    print("\nCKA θ0 vs θ1:\n", rep.cka[["cka"]].T.round(4).to_string())
+    if args.write:
+        section = f"{START}\n## Layer analysis (bench_layers.py)\n\n{header}\n\n{md}\n{END}"
+        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+        if START in text and END in text:
+            text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
+        else:
+            text = text.rstrip() + "\n\n" + section + "\n"
+        RESULTS.write_text(text)
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+if __name__ == "__main__":
+    main()

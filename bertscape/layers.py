@@ -1,0 +1,1019 @@
+"""Layer analysis: which layers move during fine-tuning, and which of those moves matter.
+
+The paper's third finding is that the lower layers of BERT change least during fine-tuning and
+matter least for the task. This module measures that claim in several independent ways, for any
+BERT-family model (6 layers for the embedded MiniLM, 12 or 24 for BERT-base / BERT-large):
+
+* :func:`discover_layers` groups parameters by name into ``embeddings``, ``layer 0`` …
+  ``layer N-1``, ``pooler`` and ``head``, and each encoder layer into sub-modules
+  (``attention``, ``feed-forward``, ``LayerNorm``);
+* :func:`relative_change` — ‖θ1_l − θ0_l‖ / ‖θ0_l‖ per group or per sub-module;
+* :func:`layer_curves` — one 1D curve per group: only group *l* moves along its own part of
+  δ1 = θ1 − θ0, the other parameters stay at θ1 (or, as a second view, at θ0);
+  :func:`curve_summary` condenses each curve into its rise f(0) − f(1) and a finite-difference
+  second derivative at α = 1;
+* :func:`restore_layers` — put layers of θ1 back to θ0, bottom-up or top-down, and re-evaluate;
+* :func:`layer_curvature` — the top Hessian eigenvalue restricted to each group's parameters;
+* :func:`layer_cka` — linear CKA between the θ0 and θ1 hidden states of every layer;
+* :func:`analyze_run` — all of the above for a finished :class:`~bertscape.train.RunResult`,
+  cached in ``<cache>/layers``.
+
+Conventions: every function that moves a model's parameters puts the model back to θ1 (the
+fine-tuned point) when it returns, even on error, so a caller can chain measures on one model.
+All tables are indexed by group name in model order (bottom to top), with a ``layer_index``
+column (−1 for the embeddings, 0 … N−1 for encoder layers, N for the pooler, N+1 for the head)
+so depth trends can be plotted or correlated directly.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from . import cache
+from .directions import ParamDict, PointWriter, restrict
+from .errors import BertscapeError, bad_value, check_positive_int
+from .evaluate import EvalSet, evaluate, forward_logits, loss_fn
+from .metrics import dev_error
+from .models import load_state
+
+#: Bump when a change here alters cached layer results.
+LAYERS_VERSION = "1"
+
+#: α values of the per-layer curves. α = 0 is the layer at θ0, α = 1 at θ1. The points 0.75 and
+#: 1.25 give a symmetric finite difference (h = 0.25) for the curvature at α = 1; h = 0.25 rather
+#: than smaller keeps the bf16 evaluation noise (~2e-5 in the loss) far below the signal
+#: (noise/h² ≈ 3e-4). Six points per group keep the quick-profile analysis within its 5-minute
+#: CPU budget (see benchmarks/bench_layers.py).
+DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
+
+#: Restore orders accepted by :func:`restore_layers`.
+RESTORE_ORDERS = ("bottom-up", "top-down", "groups")
+
+#: Views of the per-layer curves: what the parameters outside the moving group hold.
+CURVE_VIEWS = ("theta1", "theta0")
+
+#: Measures computed by :func:`analyze_run`.
+MEASURES = ("change", "curves", "restore", "curvature", "cka")
+
+try:  # the project's 1D-curve engine, when present (bertscape.landscape)
+    from .landscape import curve_1d
+except ImportError:  # pragma: no cover - landscape is part of the package; kept for partial checkouts
+    curve_1d = None
+
+_LAYER_RE = re.compile(r"(?:^|\.)(?:encoder|transformer)\.layers?\.(\d+)\.")
+_HEAD_PREFIXES = ("classifier.", "score.", "pre_classifier.", "qa_outputs.", "head.")
+
+
+# ----------------------------------------------------------------------------- progress bars
+
+def _progress_enabled(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    return os.environ.get("BERTSCAPE_PROGRESS", "1").lower() not in ("0", "false", "")
+
+
+def _bar(total: int, desc: str, progress: bool | None):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not _progress_enabled(progress), leave=False,
+                dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------- layer discovery
+
+@dataclass(frozen=True)
+class LayerMap:
+    """Parameter names grouped by layer, in model order (bottom to top).
+
+    Attributes:
+        groups: group name → parameter names. Group names are ``embeddings``, ``layer 0`` …
+            ``layer N-1``, ``pooler``, ``head`` (and ``other`` for names that fit none of them,
+            which standard BERT-family classifiers do not have). Empty groups are left out.
+        submodules: group name → {sub-module name → parameter names}. Sub-modules of an encoder
+            layer are ``attention`` (``attention.*`` except its LayerNorm), ``feed-forward``
+            (``intermediate.*`` and the layer's ``output.dense.*``) and ``LayerNorm`` (every
+            LayerNorm, the attention block's included); the embeddings split into ``embeddings``
+            (the lookup tables) and ``LayerNorm``; the pooler and head are one sub-module each.
+        n_layers: number of encoder layers N.
+        sizes: parameter name → number of elements (empty when only names were given).
+    """
+
+    groups: dict[str, tuple[str, ...]]
+    submodules: dict[str, dict[str, tuple[str, ...]]]
+    n_layers: int
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def encoder_groups(self) -> list[str]:
+        """``layer 0`` … ``layer N-1``."""
+        return [f"layer {i}" for i in range(self.n_layers)]
+
+    @property
+    def names(self) -> list[str]:
+        """Every grouped parameter name, in group order."""
+        return [n for g in self.groups.values() for n in g]
+
+    def layer_index(self, group: str) -> int:
+        """−1 for the embeddings, i for ``layer i``, N for the pooler, N+1 for the head (and other)."""
+        if group == "embeddings":
+            return -1
+        if group.startswith("layer "):
+            return int(group.split()[1])
+        return self.n_layers if group == "pooler" else self.n_layers + 1
+
+    def names_of(self, groups: str | Iterable[str]) -> list[str]:
+        """Parameter names of one group or of several."""
+        if isinstance(groups, str):
+            groups = [groups]
+        out: list[str] = []
+        for g in groups:
+            if g not in self.groups:
+                raise bad_value("group", g, list(self.groups))
+            out.extend(self.groups[g])
+        return out
+
+    def table(self) -> pd.DataFrame:
+        """One row per parameter: ``name``, ``group``, ``submodule``, ``layer_index``, ``numel``."""
+        rows = []
+        for g, subs in self.submodules.items():
+            for s, names in subs.items():
+                for n in names:
+                    rows.append({"name": n, "group": g, "submodule": s, "layer_index": self.layer_index(g),
+                                 "numel": self.sizes.get(n, np.nan)})
+        order = {n: i for i, n in enumerate(self.names)}
+        return pd.DataFrame(rows).sort_values("name", key=lambda c: c.map(order)).reset_index(drop=True)
+
+
+def _submodule(group: str, name: str) -> str:
+    if "LayerNorm" in name or "layer_norm" in name or "layernorm" in name.lower():
+        return "LayerNorm"
+    if group == "embeddings":
+        return "embeddings"
+    if group in ("pooler", "head", "other"):
+        return group
+    if ".attention." in f".{name}" or ".attn." in f".{name}":
+        return "attention"
+    if ".intermediate." in f".{name}" or ".output.dense." in f".{name}" or ".ffn." in f".{name}":
+        return "feed-forward"
+    return "other"
+
+
+def discover_layers(source: torch.nn.Module | Mapping[str, torch.Tensor] | Iterable[str]) -> LayerMap:
+    """Group the parameters of a BERT-family model by layer, from their names alone.
+
+    Args:
+        source: a model, a state dict (name → tensor, e.g. θ0) or an iterable of parameter names.
+
+    Rules (``re.search`` on the full name): ``…embeddings.…`` → ``embeddings``;
+    ``…encoder.layer.<i>.…`` (``transformer.layer.<i>`` too, as in DistilBERT) → ``layer <i>``;
+    ``…pooler.…`` → ``pooler``; names starting with ``classifier.``/``score.``/``pre_classifier.``
+    → ``head``. Anything else goes to an ``other`` group placed before the pooler.
+
+    Raises:
+        BertscapeError: when no encoder layer is found (not a BERT-family layout).
+    """
+    if isinstance(source, torch.nn.Module):
+        sizes = {n: p.numel() for n, p in source.named_parameters() if p.requires_grad}
+        names = list(sizes)
+    elif isinstance(source, Mapping):
+        sizes = {n: int(t.numel()) for n, t in source.items()}
+        names = list(source)
+    else:
+        names = [str(n) for n in source]
+        sizes = {}
+    found: dict[str, list[str]] = {}
+    layer_ids: set[int] = set()
+    for n in names:
+        m = _LAYER_RE.search(n)
+        if m:
+            g = f"layer {int(m.group(1))}"
+            layer_ids.add(int(m.group(1)))
+        elif ".embeddings." in f".{n}":
+            g = "embeddings"
+        elif ".pooler." in f".{n}":
+            g = "pooler"
+        elif n.startswith(_HEAD_PREFIXES):
+            g = "head"
+        else:
+            g = "other"
+        found.setdefault(g, []).append(n)
+    if not layer_ids:
+        raise bad_value("model", f"<{len(names)} parameters, e.g. {names[:2]}>",
+                        "a BERT-family model whose parameter names contain 'encoder.layer.<i>.'")
+    n_layers = max(layer_ids) + 1
+    missing = sorted(set(range(n_layers)) - layer_ids)
+    if missing:
+        raise BertscapeError(f"encoder layers {missing} have no parameters; the model's layer names are not "
+                             f"numbered 0 … {n_layers - 1} as BERT-family models are")
+    order = ["embeddings"] + [f"layer {i}" for i in range(n_layers)] + ["other", "pooler", "head"]
+    groups = {g: tuple(found[g]) for g in order if g in found}
+    submodules: dict[str, dict[str, tuple[str, ...]]] = {}
+    for g, gnames in groups.items():
+        subs: dict[str, list[str]] = {}
+        for n in gnames:
+            subs.setdefault(_submodule(g, n), []).append(n)
+        sub_order = ["embeddings", "attention", "feed-forward", "LayerNorm", "pooler", "head", "other"]
+        submodules[g] = {s: tuple(subs[s]) for s in sub_order if s in subs}
+    return LayerMap(groups, submodules, n_layers, sizes)
+
+
+def _layers_for(layers: LayerMap | None, theta: Mapping[str, torch.Tensor]) -> LayerMap:
+    return layers if layers is not None else discover_layers(theta)
+
+
+def _check_groups(groups: Sequence[str] | None, layers: LayerMap, param: str = "groups") -> list[str]:
+    if groups is None:
+        return list(layers.groups)
+    if isinstance(groups, str):
+        groups = [groups]
+    bad = [g for g in groups if g not in layers.groups]
+    if bad or not groups:
+        raise bad_value(param, list(groups), f"a non-empty list of group names from {list(layers.groups)}")
+    return list(groups)
+
+
+def _check_states(theta0: Mapping[str, torch.Tensor], theta1: Mapping[str, torch.Tensor]) -> None:
+    if set(theta0) != set(theta1):
+        diff = sorted(set(theta0) ^ set(theta1))[:3]
+        raise bad_value("theta1", f"<state differing from theta0 in {diff}>", "the same parameter names as theta0")
+    for k in theta0:
+        if theta0[k].shape != theta1[k].shape:
+            raise bad_value("theta1", f"<{k} of shape {tuple(theta1[k].shape)}>",
+                            f"the shape of theta0[{k!r}], {tuple(theta0[k].shape)}")
+
+
+# ----------------------------------------------------------------------------- relative change
+
+def relative_change(theta0: Mapping[str, torch.Tensor], theta1: Mapping[str, torch.Tensor],
+                    layers: LayerMap | None = None, by: str = "group") -> pd.DataFrame:
+    """‖θ1_l − θ0_l‖ / ‖θ0_l‖ for every group (``by="group"``) or sub-module (``by="submodule"``).
+
+    Returns a DataFrame indexed by group (or by ``(group, submodule)``) in model order, with
+    columns ``layer_index``, ``n_params``, ``norm_theta0``, ``norm_delta`` and ``relative_change``
+    (NaN where ‖θ0_l‖ = 0). Norms are accumulated in float64.
+    """
+    if by not in ("group", "submodule"):
+        raise bad_value("by", by, ("group", "submodule"))
+    _check_states(theta0, theta1)
+    layers = _layers_for(layers, theta0)
+    rows, index = [], []
+    for g, subs in layers.submodules.items():
+        parts = {g: [n for s in subs.values() for n in s]} if by == "group" else subs
+        for s, names in parts.items():
+            sq0 = sqd = 0.0
+            numel = 0
+            for n in names:
+                a = theta0[n].detach().double()
+                d = theta1[n].detach().double() - a
+                sq0 += float(torch.sum(a * a))
+                sqd += float(torch.sum(d * d))
+                numel += a.numel()
+            n0, nd = math.sqrt(sq0), math.sqrt(sqd)
+            rows.append({"layer_index": layers.layer_index(g), "n_params": numel, "norm_theta0": n0,
+                         "norm_delta": nd, "relative_change": nd / n0 if n0 > 0 else float("nan")})
+            index.append(g if by == "group" else (g, s))
+    idx = pd.Index(index, name="group") if by == "group" else pd.MultiIndex.from_tuples(index, names=["group", "submodule"])
+    return pd.DataFrame(rows, index=idx)
+
+
+# ----------------------------------------------------------------------------- evaluation helpers
+
+def _flat_eval(model: torch.nn.Module, evalsets: Mapping[str, EvalSet], precision: str) -> dict[str, float]:
+    """``<set>_loss``, ``<set>_error`` (1 − main metric), ``<set>_metric`` (the main metric) and
+    ``<set>_<metric>`` for every task metric: the variables :mod:`bertscape.landscape` grids hold."""
+    out: dict[str, float] = {}
+    for name, es in evalsets.items():
+        m = evaluate(model, es, precision)
+        out[f"{name}_loss"] = float(m["loss"])
+        out[f"{name}_error"] = float(dev_error(es.task, m))
+        out[f"{name}_metric"] = float(m[es.task.main_metric])
+        for k, v in m.items():
+            if k != "loss":
+                out[f"{name}_{k}"] = float(v)
+    return out
+
+
+def _check_evalsets(evalsets: Mapping[str, EvalSet]) -> dict[str, EvalSet]:
+    if not isinstance(evalsets, Mapping) or not evalsets or not all(isinstance(v, EvalSet) for v in evalsets.values()):
+        raise bad_value("evalsets", type(evalsets).__name__, "a non-empty dict of name → EvalSet, e.g. {'train': …, 'dev': …}")
+    bad = [k for k in evalsets if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", str(k))]
+    if bad:
+        raise bad_value("evalsets", bad, "names of letters and digits (they prefix the result columns)")
+    return dict(evalsets)
+
+
+def _check_alphas(alphas: Sequence[float]) -> np.ndarray:
+    try:
+        a = np.asarray(sorted(set(float(x) for x in alphas)), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise bad_value("alphas", alphas, "a sequence of numbers")
+    if a.size < 2 or not np.all(np.isfinite(a)):
+        raise bad_value("alphas", list(alphas), "at least two distinct finite numbers (α = 0 is θ0, α = 1 is θ1)")
+    return a
+
+
+# ----------------------------------------------------------------------------- per-layer curves
+
+def layer_curves(model: torch.nn.Module, theta0: ParamDict, theta1: ParamDict, evalsets: Mapping[str, EvalSet],
+                 alphas: Sequence[float] = DEFAULT_ALPHAS, groups: Sequence[str] | None = None,
+                 others: str = "theta1", layers: LayerMap | None = None, precision: str = "auto",
+                 progress: bool | None = None) -> xr.Dataset:
+    """1D curves that move one group of parameters at a time along its own part of δ1.
+
+    For each group *l*: θ(α) = B with group *l* set to θ0_l + α·δ1_l, where B (the other
+    parameters) is θ1 (``others="theta1"``: "how much does the fine-tuned model need this layer's
+    change") or θ0 (``others="theta0"``: "how far does this layer's change alone get"). With
+    B = θ1, α = 1 is θ1 for every group and is evaluated once, exactly; with B = θ0, α = 0 is θ0
+    for every group, likewise shared.
+
+    Args:
+        model: a model of the matching architecture (its parameters are overwritten; it is left
+            holding θ1).
+        theta0, theta1: start and end points (name → tensor).
+        evalsets: name → :class:`~bertscape.evaluate.EvalSet`, e.g. ``{"train": …, "dev": …}``.
+        alphas: the α values (sorted, duplicates dropped).
+        groups: which groups (default: every group of ``layers``).
+        others: ``theta1`` or ``theta0``.
+        layers: the model's :class:`LayerMap` (discovered from ``theta0`` when omitted).
+        precision: ``auto`` (bf16 on GPU, fp32 on CPU), ``fp32`` or ``bf16``.
+        progress: progress bar (default: on unless ``$BERTSCAPE_PROGRESS=0``).
+
+    Returns:
+        An ``xr.Dataset`` with dims ``(group, alpha)`` and one variable per ``<set>_<metric>``
+        (``train_loss``, ``dev_accuracy`` …), plus a ``layer_index`` coordinate along ``group``.
+    """
+    if others not in CURVE_VIEWS:
+        raise bad_value("others", others, CURVE_VIEWS)
+    _check_states(theta0, theta1)
+    evalsets = _check_evalsets(evalsets)
+    a = _check_alphas(alphas)
+    layers = _layers_for(layers, theta0)
+    groups = _check_groups(groups, layers)
+    base_state = theta1 if others == "theta1" else theta0
+    shared_alpha = 1.0 if others == "theta1" else 0.0
+    results: dict[tuple[str, float], dict[str, float]] = {}
+    n_points = len(groups) * int(np.sum(a != shared_alpha)) + int(np.any(a == shared_alpha))
+    bar = _bar(n_points, f"layer curves (others={others})", progress)
+    try:
+        load_state(model, base_state)
+        shared: dict[str, float] | None = None
+        if np.any(a == shared_alpha):
+            shared = _flat_eval(model, evalsets, precision)
+            bar.update(1)
+        for g in groups:
+            names = layers.names_of(g)
+            t0g = restrict(theta0, names)
+            d1g = {n: theta1[n].float() - theta0[n].float() for n in names}
+            pts = a[a != shared_alpha]
+            if shared is not None:
+                results[(g, shared_alpha)] = shared
+            if curve_1d is not None:  # the project's grid engine (same PointWriter + evaluate underneath)
+                bar.set_postfix(group=g, refresh=False)
+                ds_g = curve_1d(model, t0g, d1g, pts, evalsets, precision=precision, progress=False,
+                                callback=lambda i, point: bar.update(1))
+                for j, alpha in enumerate(pts):
+                    results[(g, float(alpha))] = {v: float(ds_g[v].values[j]) for v in ds_g.data_vars if v != "done"}
+            else:
+                writer = PointWriter(model, t0g, [d1g])
+                for alpha in pts:
+                    writer.set(float(alpha))
+                    results[(g, float(alpha))] = _flat_eval(model, evalsets, precision)
+                    bar.update(1)
+                    bar.set_postfix(group=g, alpha=f"{alpha:g}", refresh=False)
+            load_state(model, restrict(base_state, names))  # exact reset before the next group
+    finally:
+        bar.close()
+        load_state(model, theta1)
+    keys = list(results[(groups[0], float(a[0]))])
+    data = {k: (("group", "alpha"), np.array([[results[(g, float(x))][k] for x in a] for g in groups]))
+            for k in keys}
+    ds = xr.Dataset(data, coords={"group": groups, "alpha": a,
+                                  "layer_index": ("group", [layers.layer_index(g) for g in groups])})
+    ds.attrs.update({"others": others, "precision": precision,
+                     "description": "θ(α) = (others) with one group set to θ0_l + α·δ1_l"})
+    return ds
+
+
+def curve_summary(curves: xr.Dataset, h: float | None = None) -> pd.DataFrame:
+    """Condense per-layer curves into two numbers per group and variable.
+
+    * ``<var>_rise`` = f(0) − f(1): how much worse (for a loss) the model gets when the group is
+      put back to θ0 — the curve's sharpness in the paper's sense;
+    * ``<var>_curvature`` = (f(1+h) − 2 f(1) + f(1−h)) / h²: a finite-difference second
+      derivative at α = 1, with h the smallest step for which 1 ± h are both on the α grid (or
+      the given ``h``); NaN when no such pair exists.
+
+    Returns a DataFrame indexed by group (model order) with ``layer_index`` and those columns.
+    """
+    if not isinstance(curves, xr.Dataset) or "alpha" not in curves.dims or "group" not in curves.dims:
+        raise bad_value("curves", type(curves).__name__, "an xr.Dataset with dims (group, alpha) from layer_curves")
+    alphas = [float(x) for x in curves["alpha"].values]
+    if 0.0 not in alphas or 1.0 not in alphas:
+        raise bad_value("curves", f"<alphas {alphas}>", "curves whose α grid holds 0 and 1")
+    if h is None:
+        steps = sorted(round(1.0 - x, 12) for x in alphas if x < 1.0 and any(abs(y - (2.0 - x)) < 1e-9 for y in alphas))
+        h = steps[0] if steps else None
+    elif not (isinstance(h, (int, float)) and h > 0 and any(abs(x - 1 - h) < 1e-9 for x in alphas)
+              and any(abs(x - 1 + h) < 1e-9 for x in alphas)):
+        raise bad_value("h", h, f"a step such that 1 ± h are both on the α grid {alphas}")
+    out = pd.DataFrame(index=pd.Index([str(g) for g in curves["group"].values], name="group"))
+    if "layer_index" in curves.coords:
+        out["layer_index"] = curves["layer_index"].values
+    for var in curves.data_vars:
+        f = curves[var]
+        f0 = f.sel(alpha=0.0).values
+        f1 = f.sel(alpha=1.0).values
+        out[f"{var}_rise"] = f0 - f1
+        if h is None:
+            out[f"{var}_curvature"] = np.nan
+        else:
+            fp = f.sel(alpha=1.0 + h, method="nearest").values
+            fm = f.sel(alpha=1.0 - h, method="nearest").values
+            out[f"{var}_curvature"] = (fp - 2 * f1 + fm) / h ** 2
+    out.attrs["h"] = h
+    return out
+
+
+# ----------------------------------------------------------------------------- restore experiment
+
+def restore_sets(layers: LayerMap, orders: Sequence[str] = RESTORE_ORDERS) -> list[tuple[str, int, tuple[str, ...]]]:
+    """The restore experiment's rows as ``(order, k, restored groups)``.
+
+    * ``bottom-up``, k = 0 … N: encoder layers 0 … k−1 go back to θ0 (k = 0: nothing, i.e. θ1;
+      k = N: every encoder layer, the embeddings, pooler and head staying fine-tuned);
+    * ``top-down``, k = 0 … N: encoder layers N−k … N−1 go back to θ0;
+    * ``groups``, k = 0 … G: the first k groups in model order (embeddings, layer 0 …, pooler,
+      head) go back; k = G restores every group, which is θ0 itself.
+    """
+    if isinstance(orders, str):
+        orders = [orders]
+    bad = [o for o in orders if o not in RESTORE_ORDERS]
+    if bad or not orders:
+        raise bad_value("orders", list(orders), f"a non-empty list from {RESTORE_ORDERS}")
+    enc = layers.encoder_groups
+    all_groups = list(layers.groups)
+    rows: list[tuple[str, int, tuple[str, ...]]] = []
+    for order in orders:
+        if order == "bottom-up":
+            rows += [(order, k, tuple(enc[:k])) for k in range(len(enc) + 1)]
+        elif order == "top-down":
+            rows += [(order, k, tuple(enc[len(enc) - k:])) for k in range(len(enc) + 1)]
+        else:
+            rows += [(order, k, tuple(all_groups[:k])) for k in range(len(all_groups) + 1)]
+    return rows
+
+
+def restore_layers(model: torch.nn.Module, theta0: ParamDict, theta1: ParamDict, evalsets: Mapping[str, EvalSet],
+                   orders: Sequence[str] = RESTORE_ORDERS, layers: LayerMap | None = None, precision: str = "auto",
+                   progress: bool | None = None) -> pd.DataFrame:
+    """Evaluate θ1 with some groups put back to their θ0 values (see :func:`restore_sets`).
+
+    Each distinct restored set is evaluated once (``k = 0`` of every order is θ1 itself), and
+    every point is written exactly (θ1, then the restored groups copied from θ0).
+
+    Returns a DataFrame with one row per ``(order, k)``: ``restored`` (the groups, comma-joined;
+    ``""`` for none), ``n_groups``, ``n_params`` and ``fraction_params`` restored, and one column
+    per ``<set>_<metric>``. The model is left holding θ1.
+    """
+    _check_states(theta0, theta1)
+    evalsets = _check_evalsets(evalsets)
+    layers = _layers_for(layers, theta0)
+    rows = restore_sets(layers, orders)
+    distinct = list(dict.fromkeys(frozenset(r[2]) for r in rows))
+    total = sum(int(t.numel()) for t in theta0.values())
+    memo: dict[frozenset, dict[str, float]] = {}
+    bar = _bar(len(distinct), "restore layers", progress)
+    try:
+        for s in distinct:
+            load_state(model, theta1)
+            if s:
+                load_state(model, restrict(theta0, layers.names_of(sorted(s, key=list(layers.groups).index))))
+            memo[s] = _flat_eval(model, evalsets, precision)
+            bar.update(1)
+    finally:
+        bar.close()
+        load_state(model, theta1)
+    out = []
+    for order, k, groups in rows:
+        names = layers.names_of(groups) if groups else []
+        n = sum(int(theta0[x].numel()) for x in names)
+        out.append({"order": order, "k": k, "restored": ", ".join(groups), "n_groups": len(groups),
+                    "n_params": n, "fraction_params": n / total if total else float("nan"),
+                    **memo[frozenset(groups)]})
+    return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------- per-layer curvature
+
+def _hvp_set_loss(model: torch.nn.Module, data: EvalSet, batch) -> torch.Tensor:
+    logits = forward_logits(model, batch)
+    return loss_fn(data.task, logits, batch["labels"], reduction="sum") / len(data)
+
+
+#: Methods of :func:`layer_curvature`.
+CURVATURE_METHODS = ("power", "lanczos")
+
+
+def layer_curvature(model: torch.nn.Module, data: EvalSet, groups: Sequence[str] | None = None,
+                    layers: LayerMap | None = None, iters: int = 8, tol: float = 1e-3, seed: int = 0,
+                    method: str = "power", progress: bool | None = None) -> pd.DataFrame:
+    """Top Hessian eigenvalue of the loss restricted to each group's parameters, at the model's
+    current parameters.
+
+    For group *l* this is the dominant eigenvalue (largest in magnitude) of the diagonal block
+    H_ll = ∂²L/∂θ_l², found by power iteration on exact Hessian-vector products (double backward
+    through ``torch.autograd``, fp32, dropout off). All groups iterate together: each step runs
+    one forward and one first-order backward per batch and then one double backward per group,
+    (the double backwards dominate, so the saving is modest: measured ~12 s per group-step vs
+    ~10 s for one Lanczos step of one group, on 128 sentences, loaded 2-core CPU).
+
+    Args:
+        model: the model at the point of interest (θ1 usually); its parameters are not changed.
+        data: where the loss is measured (a few hundred sentences are enough for the top
+            eigenvalue; cost grows linearly with the set).
+        groups: groups to measure (default: all).
+        layers: the model's :class:`LayerMap` (discovered from the model when omitted).
+        iters: maximum steps (power iterations or Lanczos steps); the ``converged``/``rel_change``
+            columns say how settled a power-iteration estimate is.
+        tol: stop a group once its Rayleigh quotient changes by less than ``tol`` relatively.
+        seed: seeds the random start vectors.
+        method: ``power`` (the block power iteration above: dominant eigenvalue, largest in
+            magnitude) or ``lanczos``: :func:`bertscape.curvature.hessian_top_eigenvalues` once per
+            group with ``iters`` Lanczos steps (largest algebraic eigenvalue; more accurate per
+            step, but every step pays a full forward and backward for one group only).
+
+    Returns:
+        DataFrame indexed by group: ``layer_index``, ``n_params``, ``eigenvalue`` (Rayleigh
+        quotient vᵀH_llv with ‖v‖ = 1), ``iterations``, ``rel_change`` (last relative change),
+        ``converged``.
+
+    """
+    check_positive_int("iters", iters)
+    if not isinstance(tol, (int, float)) or tol < 0:
+        raise bad_value("tol", tol, "a number >= 0")
+    if not isinstance(data, EvalSet):
+        raise bad_value("data", type(data).__name__, "an EvalSet")
+    if method not in CURVATURE_METHODS:
+        raise bad_value("method", method, CURVATURE_METHODS)
+    layers = layers if layers is not None else discover_layers(model)
+    groups = _check_groups(groups, layers)
+    if method == "lanczos":
+        from .curvature import hessian_top_eigenvalues
+
+        rows = []
+        bar = _bar(len(groups), "layer curvature (Lanczos)", progress)
+        try:
+            for g in groups:
+                names = layers.names_of(g)
+                n = sum(p.numel() for k, p in model.named_parameters() if k in set(names))
+                steps = min(int(iters), n)
+                lam = hessian_top_eigenvalues(model, data, k=1, names=names, max_iter=steps, seed=seed)[0]
+                rows.append({"layer_index": layers.layer_index(g), "n_params": n, "eigenvalue": float(lam),
+                             "iterations": steps, "rel_change": float("nan"), "converged": steps == n})
+                bar.update(1)
+        finally:
+            bar.close()
+        return pd.DataFrame(rows, index=pd.Index(groups, name="group"))
+    params = dict(model.named_parameters())
+    gparams = {g: [params[n] for n in layers.names_of(g)] for g in groups}
+    gen = torch.Generator().manual_seed(int(seed))
+    vecs = {}
+    for g in groups:
+        v = [torch.randn(p.shape, generator=gen).to(p.device) for p in gparams[g]]
+        nrm = math.sqrt(sum(float(torch.sum(x * x)) for x in v))
+        vecs[g] = [x / nrm for x in v]
+    eig = {g: float("nan") for g in groups}
+    rel = {g: float("nan") for g in groups}
+    done = {g: False for g in groups}
+    its = {g: 0 for g in groups}
+    flat = [p for g in groups for p in gparams[g]]
+    was_training = model.training
+    model.eval()
+    req = {n: p.requires_grad for n, p in params.items()}
+    bar = _bar(iters, "layer curvature", progress)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    # The fused CPU/GPU attention kernels have no double backward; the math kernel does.
+    math_attention = sdpa_kernel([SDPBackend.MATH])
+    math_attention.__enter__()
+    try:
+        for p in params.values():
+            p.requires_grad_(False)
+        for p in flat:
+            p.requires_grad_(True)
+        for _ in range(iters):
+            active = [g for g in groups if not done[g]]
+            if not active:
+                break
+            hv = {g: [torch.zeros_like(p) for p in gparams[g]] for g in active}
+            act_params = [p for g in active for p in gparams[g]]
+            for batch in data.batches:
+                loss = _hvp_set_loss(model, data, batch)
+                grads = torch.autograd.grad(loss, act_params, create_graph=True, allow_unused=True)
+                pos = 0
+                for j, g in enumerate(active):
+                    ng = len(gparams[g])
+                    gg = grads[pos:pos + ng]
+                    pos += ng
+                    terms = [torch.sum(a * b) for a, b in zip(gg, vecs[g]) if a is not None and a.requires_grad]
+                    if not terms:  # the loss is (at most) linear in this group here: zero block
+                        continue
+                    out = torch.autograd.grad(sum(terms), gparams[g], retain_graph=j < len(active) - 1,
+                                              allow_unused=True)
+                    for acc, o in zip(hv[g], out):
+                        if o is not None:
+                            acc.add_(o.detach())
+                del grads, loss
+            for g in active:
+                lam = float(sum(torch.sum(a * b) for a, b in zip(vecs[g], hv[g])))
+                nrm = math.sqrt(sum(float(torch.sum(x * x)) for x in hv[g]))
+                its[g] += 1
+                if not math.isnan(eig[g]):
+                    rel[g] = abs(lam - eig[g]) / max(abs(lam), 1e-12)
+                    done[g] = rel[g] < tol
+                eig[g] = lam
+                if nrm > 0:
+                    vecs[g] = [x / nrm for x in hv[g]]
+                else:  # zero block: the eigenvalue is 0
+                    done[g] = True
+                    rel[g] = 0.0
+            bar.update(1)
+    finally:
+        math_attention.__exit__(None, None, None)
+        bar.close()
+        for n, p in params.items():
+            p.requires_grad_(req[n])
+            p.grad = None
+        model.train(was_training)
+    rows = [{"layer_index": layers.layer_index(g), "n_params": sum(p.numel() for p in gparams[g]),
+             "eigenvalue": eig[g], "iterations": its[g], "rel_change": rel[g], "converged": bool(done[g])}
+            for g in groups]
+    return pd.DataFrame(rows, index=pd.Index(groups, name="group"))
+
+
+# ----------------------------------------------------------------------------- representation similarity
+
+def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
+    """Linear CKA (Kornblith et al. 2019) between two feature matrices of the same examples.
+
+    CKA(X, Y) = ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) on column-centred X (n × d1), Y (n × d2), in float64.
+    It is 1 for identical representations, invariant to orthogonal transforms and isotropic
+    scaling of either side, and near 0 for unrelated ones (when n ≫ d). Returns NaN when a
+    side is constant.
+    """
+    x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    y = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] < 2:
+        raise bad_value("x, y", f"<shapes {x.shape}, {y.shape}>", "two 2-D arrays with the same number (≥ 2) of rows")
+    x = x - x.mean(axis=0, keepdims=True)
+    y = y - y.mean(axis=0, keepdims=True)
+    if x.shape[0] < max(x.shape[1], y.shape[1]):  # Gram form is cheaper when n < d
+        kx, ky = x @ x.T, y @ y.T
+        num = float(np.sum(kx * ky))
+        den = float(np.linalg.norm(kx) * np.linalg.norm(ky))
+    else:
+        num = float(np.linalg.norm(y.T @ x) ** 2)
+        den = float(np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+    return num / den if den > 0 else float("nan")
+
+
+def _token_selection(data: EvalSet, max_tokens: int, seed: int) -> list[torch.Tensor]:
+    """Per batch, the flat (row-major over batch × width) positions of the sampled real tokens."""
+    flat_real = [torch.nonzero(b["attention_mask"].reshape(-1).cpu() > 0).reshape(-1) for b in data.batches]
+    n_real = sum(len(f) for f in flat_real)
+    if n_real <= max_tokens:
+        return flat_real
+    rng = np.random.default_rng(int(seed))
+    chosen = np.sort(rng.choice(n_real, size=max_tokens, replace=False))
+    out, start = [], 0
+    for f in flat_real:
+        sel = chosen[(chosen >= start) & (chosen < start + len(f))] - start
+        out.append(f[torch.from_numpy(sel)])
+        start += len(f)
+    return out
+
+
+@torch.inference_mode()
+def hidden_state_sample(model: torch.nn.Module, data: EvalSet, selection: Sequence[torch.Tensor],
+                        precision: str = "fp32") -> np.ndarray:
+    """Hidden states of the selected tokens: an array (N + 1, n_tokens, hidden) in float32.
+
+    Entry 0 is the embedding output, entry i the output of encoder layer i − 1.
+    """
+    from .models import autocast_dtype
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    dtype = autocast_dtype(precision, device)
+    chunks: list[list[np.ndarray]] = []
+    try:
+        for batch, sel in zip(data.batches, selection):
+            if len(sel) == 0:
+                continue
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            token_type_ids=batch["token_type_ids"], output_hidden_states=True)
+            idx = sel.to(device)
+            per = [h.reshape(-1, h.shape[-1]).index_select(0, idx).float().cpu().numpy() for h in out.hidden_states]
+            chunks.append(per)
+    finally:
+        model.train(was_training)
+    if not chunks:
+        raise bad_value("data", "<no tokens>", "an EvalSet with at least one real token")
+    return np.stack([np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))])
+
+
+def layer_cka(model: torch.nn.Module, theta0: ParamDict, theta1: ParamDict, data: EvalSet,
+              max_tokens: int = 4096, seed: int = 0, layers: LayerMap | None = None,
+              precision: str = "fp32", progress: bool | None = None) -> pd.DataFrame:
+    """Linear CKA between θ0's and θ1's token representations, layer by layer.
+
+    Features are the hidden states of real tokens (padding masked out; [CLS] and [SEP] included)
+    of ``data``; at most ``max_tokens`` of them, drawn uniformly without replacement with
+    ``seed``, the same tokens for both models. Memory is 2 × (N + 1) × max_tokens × hidden × 4
+    bytes: the default 4,096 tokens is 45 MB for MiniLM-L6, 0.8 GB for BERT-large — and CKA with
+    4,096 tokens against a hidden size ≤ 1,024 is well past the regime where the estimator's
+    bias matters.
+
+    Returns a DataFrame indexed by ``embeddings``, ``layer 0`` … ``layer N-1`` with ``layer_index``,
+    ``cka`` and ``n_tokens``. The model is left holding θ1.
+    """
+    check_positive_int("max_tokens", max_tokens)
+    _check_states(theta0, theta1)
+    if not isinstance(data, EvalSet):
+        raise bad_value("data", type(data).__name__, "an EvalSet")
+    layers = _layers_for(layers, theta0)
+    selection = _token_selection(data, max_tokens, seed)
+    bar = _bar(2 + layers.n_layers + 1, "layer CKA", progress)
+    try:
+        load_state(model, theta0)
+        h0 = hidden_state_sample(model, data, selection, precision)
+        bar.update(1)
+        load_state(model, theta1)
+        h1 = hidden_state_sample(model, data, selection, precision)
+        bar.update(1)
+    finally:
+        load_state(model, theta1)
+    if h0.shape[0] != layers.n_layers + 1:
+        bar.close()
+        raise BertscapeError(f"the model returned {h0.shape[0]} hidden states, expected {layers.n_layers + 1} "
+                             f"(embeddings + {layers.n_layers} layers)")
+    names = ["embeddings"] + layers.encoder_groups
+    rows = []
+    for i, g in enumerate(names):
+        rows.append({"layer_index": layers.layer_index(g), "cka": linear_cka(h0[i], h1[i]), "n_tokens": h0.shape[1]})
+        bar.update(1)
+    bar.close()
+    return pd.DataFrame(rows, index=pd.Index(names, name="group"))
+
+
+# ----------------------------------------------------------------------------- the whole analysis of a run
+
+@dataclass
+class LayerReport:
+    """Every layer measure of one run (see :func:`analyze_run`).
+
+    Attributes:
+        spec_key, label: the run's cache key and short label (``movies/pretrained/s0``).
+        layers: one row per parameter (name, group, submodule, layer_index, numel).
+        change: relative change per group; ``change_sub`` per (group, submodule).
+        curves: per-layer curves, dims (view, group, alpha); ``curve_summary`` their rise and
+            curvature per (view, group).
+        restore: the restore experiment (one row per order and k).
+        curvature: top Hessian eigenvalue per group at θ1.
+        cka: linear CKA per layer between θ0 and θ1 representations.
+        params: the parameters the measures were computed with; ``seconds``: time per measure
+            (0 when read from the cache).
+    """
+
+    spec_key: str
+    label: str
+    layers: pd.DataFrame
+    change: pd.DataFrame | None = None
+    change_sub: pd.DataFrame | None = None
+    curves: xr.Dataset | None = None
+    curve_summary: pd.DataFrame | None = None
+    restore: pd.DataFrame | None = None
+    curvature: pd.DataFrame | None = None
+    cka: pd.DataFrame | None = None
+    params: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+
+
+def _df_to_json(df: pd.DataFrame) -> dict:
+    idx_names = [n if n is not None else "index" for n in df.index.names]
+    flat = df.reset_index()
+    flat.columns = [str(c) for c in flat.columns]
+    return {"index": idx_names, "columns": list(flat.columns),
+            "data": [[(None if isinstance(v, float) and math.isnan(v) else v) for v in row]
+                     for row in flat.astype(object).values.tolist()]}
+
+
+def _df_from_json(obj: Any) -> pd.DataFrame | None:
+    try:
+        df = pd.DataFrame(obj["data"], columns=obj["columns"])
+        for c in df.columns:  # a column of NaNs comes back as None: make it float again
+            if df[c].dtype == object and df[c].isna().all():
+                df[c] = np.nan
+        idx = list(obj["index"])
+        if idx == ["index"]:
+            return df.drop(columns="index")
+        return df.set_index(idx if len(idx) > 1 else idx[0])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _read_nc(path: Path) -> xr.Dataset | None:
+    if not path.is_file():
+        return None
+    try:
+        return xr.load_dataset(path, engine="h5netcdf")
+    except Exception:  # corrupt or partial entry: recompute
+        return None
+
+
+def _write_nc(path: Path, ds: xr.Dataset) -> None:
+    with cache.atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+
+
+def _run_evalsets(run, n_train_eval: int | None, n_dev_eval: int | None, seed: int, device: torch.device
+                  ) -> tuple[dict[str, EvalSet], EvalSet]:
+    """(``{"train": …, "dev": …}``, the training subset used for the Hessian)."""
+    from .data import subset_indices
+    from .evaluate import prepare_eval
+    from .train import run_data
+
+    train_enc, dev_enc = run_data(run.spec)
+    stratify = not run.spec.task_info.is_regression
+    tr = train_enc.select(subset_indices(train_enc.labels, min(n_train_eval or len(train_enc), len(train_enc)),
+                                         seed, stratify=stratify, param="n_train_eval"))
+    dv = dev_enc if n_dev_eval is None or n_dev_eval >= len(dev_enc) else dev_enc.select(
+        subset_indices(dev_enc.labels, n_dev_eval, seed, stratify=stratify, param="n_dev_eval"))
+    return {"train": prepare_eval(tr, device), "dev": prepare_eval(dv, device)}, tr
+
+
+def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | None = 512,
+                n_dev_eval: int | None = 512, alphas: Sequence[float] = DEFAULT_ALPHAS,
+                views: Sequence[str] = ("theta1",), orders: Sequence[str] = RESTORE_ORDERS,
+                n_hessian: int = 64, hessian_iters: int = 8, hessian_method: str = "lanczos",
+                cka_tokens: int = 4096, seed: int = 0,
+                precision: str = "auto", device: str = "auto", progress: bool | None = None,
+                force: bool = False) -> LayerReport:
+    """All layer measures of a finished run, each cached in ``<cache>/layers``.
+
+    Args:
+        run: a :class:`~bertscape.train.RunResult` (pre-trained or from scratch: the same
+            measures give the contrast).
+        measures: which of ``change``, ``curves``, ``restore``, ``curvature``, ``cka``.
+        n_train_eval: training sentences (seeded, stratified subset) on which the training loss
+            of curves and restores is measured; ``None`` = the whole training subset. 512 matches
+            the quick profile's dev set and costs ~1.2 s an evaluation on 2 CPU cores.
+        n_dev_eval: dev sentences (``None`` or more than the run has = all of the run's dev set).
+        alphas: α grid of the per-layer curves (see :data:`DEFAULT_ALPHAS`).
+        views: ``theta1`` (others at θ1, the default) and/or ``theta0`` (others at θ0). The default
+            is one view because every view costs G × (len(alphas) − 1) evaluations of both sets
+            (~100 s for MiniLM on 2 CPU cores); add ``theta0`` on a GPU or with time to spare.
+        orders: restore orders (see :func:`restore_sets`).
+        n_hessian: training sentences for the per-group Hessian (the first ``n_hessian`` of the
+            seeded training evaluation subset, so a random sample, not the shortest sentences).
+            Every Hessian-vector product costs a forward, a backward and a double backward
+            (measured ≈ 5–8× one evaluation of the same sentences); 64 sentences × 8 steps × 9
+            groups is ~1 minute for MiniLM on 2 idle CPU cores, which the 5-minute budget allows.
+        hessian_iters: Lanczos (or power-iteration) steps per group (see :func:`layer_curvature`).
+            Lanczos finds the top eigenvalue in far fewer steps than power iteration (measured on
+            the quick run: after 2 power steps the estimates still moved by ~100 %), hence the default.
+        hessian_method: ``lanczos`` (:func:`bertscape.curvature.hessian_top_eigenvalues` per group)
+            or ``power`` (see :func:`layer_curvature`).
+        cka_tokens: token budget of :func:`layer_cka`.
+        seed: seeds the evaluation subsets, the CKA token sample and the power-iteration start.
+        precision: evaluation precision for curves and restores (``auto``: bf16 on GPU, fp32 on
+            CPU). Hessian products and CKA features are always fp32.
+        device: ``auto``, ``cpu``, ``cuda`` …
+        progress: progress bars (default: on unless ``$BERTSCAPE_PROGRESS=0``).
+        force: recompute even when a cached result exists.
+
+    Returns:
+        A :class:`LayerReport`. Each measure is cached under a key made of the run's
+        ``spec.key()`` and the parameters that determine that measure, so changing, say, the α
+        grid recomputes only the curves.
+    """
+    from .evaluate import prepare_eval
+    from .models import resolve_device
+
+    if isinstance(measures, str):
+        measures = [measures]
+    bad = [m for m in measures if m not in MEASURES]
+    if bad or not measures:
+        raise bad_value("measures", list(measures), f"a non-empty list from {MEASURES}")
+    if isinstance(views, str):
+        views = [views]
+    if not views or any(v not in CURVE_VIEWS for v in views):
+        raise bad_value("views", list(views), f"a non-empty list from {CURVE_VIEWS}")
+    for name, v in (("n_train_eval", n_train_eval), ("n_dev_eval", n_dev_eval)):
+        if v is not None:
+            check_positive_int(name, v)
+    check_positive_int("n_hessian", n_hessian)
+    check_positive_int("hessian_iters", hessian_iters)
+    check_positive_int("cka_tokens", cka_tokens)
+    if hessian_method not in CURVATURE_METHODS:
+        raise bad_value("hessian_method", hessian_method, CURVATURE_METHODS)
+    if precision not in ("auto", "fp32", "bf16"):
+        raise bad_value("precision", precision, ("auto", "fp32", "bf16"))
+    a = [float(x) for x in _check_alphas(alphas)]
+    restore_sets(discover_layers(["encoder.layer.0.x"]), orders)  # validates orders early
+    dev = resolve_device(device)
+    prec = ("bf16" if dev.type == "cuda" else "fp32") if precision == "auto" else precision
+
+    folder = cache.subdir("layers")
+    base = {"run": run.spec.key(), "code": cache.CODE_VERSION, "layers": LAYERS_VERSION}
+    evalkey = {"n_train_eval": n_train_eval, "n_dev_eval": n_dev_eval, "seed": seed}
+    keys = {
+        "change": {**base},
+        "curves": {**base, **evalkey, "alphas": a, "views": list(views), "precision": prec},
+        "restore": {**base, **evalkey, "orders": list(orders), "precision": prec},
+        "curvature": {**base, "n_train_eval": n_train_eval, "seed": seed, "n_hessian": n_hessian,
+                      "iters": hessian_iters, "method": hessian_method},
+        "cka": {**base, "n_dev_eval": n_dev_eval, "seed": seed, "tokens": cka_tokens},
+    }
+    paths = {m: folder / f"{run.spec.key()}-{m}-{cache.stable_hash(keys[m])}.{'nc' if m == 'curves' else 'json'}"
+             for m in measures}
+
+    theta0, theta1 = run.theta0(), run.theta1()
+    layers = discover_layers(theta0)
+    report = LayerReport(run.spec.key(), run.spec.label(), layers.table(),
+                         params={"measures": list(measures), **{k: v for k, v in keys.items() if k in measures}})
+    model = None
+    evalsets = None
+    train_enc = None
+
+    def need_model():
+        nonlocal model
+        if model is None:
+            model = run.model("theta1", device=str(dev))
+        return model
+
+    def need_evalsets():
+        nonlocal evalsets, train_enc
+        if evalsets is None:
+            evalsets, train_enc = _run_evalsets(run, n_train_eval, n_dev_eval, seed, dev)
+        return evalsets
+
+    for m in measures:
+        t = time.perf_counter()
+        path = paths[m]
+        if m == "curves":
+            ds = None if force else _read_nc(path)
+            if ds is None:
+                parts = [layer_curves(need_model(), theta0, theta1, need_evalsets(), a, others=v, layers=layers,
+                                      precision=prec, progress=progress).expand_dims(view=[v]) for v in views]
+                ds = xr.concat(parts, dim="view", combine_attrs="drop")
+                ds.attrs.update({"views": ",".join(views), "precision": prec, "run_key": run.spec.key(),
+                                 "description": "θ(α) = (view: θ1 or θ0) with one group set to θ0_l + α·δ1_l"})
+                if "view" in ds["layer_index"].dims:
+                    ds["layer_index"] = ds["layer_index"].isel(view=0, drop=True)
+                _write_nc(path, ds)
+            report.curves = ds
+            report.curve_summary = pd.concat(
+                {str(v): curve_summary(ds.sel(view=v).drop_vars("view")) for v in ds["view"].values}, names=["view"])
+        else:
+            stored = None if force else cache.read_json(path)
+            tables = None
+            if isinstance(stored, dict):
+                tables = {k: _df_from_json(v) for k, v in stored.items()}
+                if any(v is None for v in tables.values()):
+                    tables = None
+            if tables is None:
+                if m == "change":
+                    tables = {"change": relative_change(theta0, theta1, layers),
+                              "change_sub": relative_change(theta0, theta1, layers, by="submodule")}
+                elif m == "restore":
+                    tables = {"restore": restore_layers(need_model(), theta0, theta1, need_evalsets(), orders,
+                                                        layers, prec, progress)}
+                elif m == "curvature":
+                    need_evalsets()
+                    hs = prepare_eval(train_enc.select(np.arange(min(n_hessian, len(train_enc)))), dev)
+                    mdl = need_model()
+                    load_state(mdl, theta1)
+                    tables = {"curvature": layer_curvature(mdl, hs, layers=layers, iters=hessian_iters, seed=seed,
+                                                           method=hessian_method, progress=progress)}
+                else:
+                    tables = {"cka": layer_cka(need_model(), theta0, theta1, need_evalsets()["dev"], cka_tokens,
+                                               seed, layers, progress=progress)}
+                cache.write_json(path, {k: _df_to_json(v) for k, v in tables.items()})
+                tables = {k: _df_from_json(_df_to_json(v)) for k, v in tables.items()}  # same form as a cache hit
+            for k, v in tables.items():
+                setattr(report, k, v)
+        report.seconds[m] = time.perf_counter() - t
+    return report
