@@ -31,13 +31,17 @@ browser:
 	       else echo "browser tests need chromium and chromium-driver (apt-get install chromium chromium-driver)"; fi; }
 
 book: setup
-	$(PY) -m bertscape.book --profile $(PROFILE)
+	$(PY) -m bertscape.book --profile $(PROFILE) $(if $(TASKS),--tasks $(TASKS))
 
 test: setup browser
 	$(PY) -m pytest -q
 
+# Speed/memory measurements (minutes; see benchmarks/RESULTS.md). loss-landscapes (in the lock file)
+# is the reference implementation bench_landscape.py compares against.
 bench: setup
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_landscape.py
+	$(PY) benchmarks/bench_layers.py
 
 clean:
 	rm -rf _build

@@ -1,10 +1,5 @@
-"""Site test: build a smoke book and check it in headless Chromium.
-
-The book is built by :func:`bertscape.book.build_book` from a temporary source folder holding the
-repository's ``_config.yml``, ``book/intro.md`` and ``book/references.bib`` plus a small
-chapter-like notebook (parameters cell, a matplotlib figure, a plotly figure through
-``plots.show_plotly``, an explorer).  Once the real chapters are listed in ``_toc.yml``, set
-``USE_REPO_BOOK = True`` to build the repository's own book with the smoke profile instead.
+"""Book and site tests: every chapter executed by papermill with the ``smoke`` profile, the book
+built with Jupyter Book (warnings as errors), then checked in headless Chromium.
 
 Checks, on every page: it loads without SEVERE console messages (failed requests to remote hosts
 are excluded: the test machines have no network and the only remote asset is MathJax, which the
@@ -18,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import textwrap
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 
@@ -28,9 +22,7 @@ from bertscape.book import REPO_ROOT, build_book
 
 pytestmark = pytest.mark.book
 
-#: Build the repository's real book (smoke profile) instead of the demo chapter.
-USE_REPO_BOOK = False
-DEMO_DOC = "book/demo_chapter"
+CHAPTERS = ("01_pretraining_init", "02_flat_optima", "03_overfitting", "04_layers", "05_scorecard")
 
 
 def _chromium() -> tuple[str | None, str | None]:
@@ -38,68 +30,10 @@ def _chromium() -> tuple[str | None, str | None]:
     return browser, shutil.which("chromedriver")
 
 
-def demo_notebook() -> dict:
-    """A chapter-like notebook: parameters, a matplotlib figure, a plotly figure, an explorer."""
-    import nbformat
-
-    cells = [
-        nbformat.v4.new_markdown_cell("# Demo chapter\n\nA stand-in for a real chapter: $f(\\alpha) = "
-                                      "L(\\theta_0 + \\alpha\\,\\delta_1)$ {cite:p}`hao2019visualizing`."),
-        nbformat.v4.new_code_cell('profile = "quick"\ntasks = None\nglue_dir = None\noverrides = {}',
-                                  metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(textwrap.dedent("""\
-            import numpy as np, pandas as pd, xarray as xr
-            import matplotlib.pyplot as plt
-            from bertscape import plots, widgets
-            from bertscape.profiles import from_params
-            P = from_params(profile, tasks, glue_dir, overrides)
-            plots.use_style()
-            print(P.name, P.tasks, widgets.static_mode())""")),
-        nbformat.v4.new_markdown_cell("## Curves"),
-        nbformat.v4.new_code_cell(textwrap.dedent("""\
-            a = np.linspace(-0.5, 1.5, P.curve_points)
-            curves = {"pretrained": pd.DataFrame({"alpha": a, "train_loss": (a - 1) ** 2 + 0.1}),
-                      "scratch": pd.DataFrame({"alpha": a, "train_loss": np.abs(np.sin(3 * a)) + (a - 1) ** 2})}
-            fig = plots.curve_1d(curves, "train_loss", title="demo 1D curve")""")),
-        nbformat.v4.new_markdown_cell("## Surfaces"),
-        nbformat.v4.new_code_cell(textwrap.dedent("""\
-            al, be = P.grid_axes()
-            A, B = np.meshgrid(al, be, indexing="ij")
-            def surf(w):
-                z = w * (A - 1) ** 2 + 2 * w * B ** 2
-                return xr.Dataset({"train_loss": (("alpha", "beta"), z), "dev_error": (("alpha", "beta"), z / (1 + z))},
-                                  coords={"alpha": al, "beta": be})
-            S = {"pretrained": surf(0.5), "scratch": surf(3.0)}
-            traj = {k: pd.DataFrame({"alpha": [0, 0.4, 0.8, 1.0], "beta": [0, 0.1, 0.05, 0]}) for k in S}
-            fig = plots.contour_pair(S, "train_loss", trajectories=traj)""")),
-        nbformat.v4.new_code_cell("plots.show_plotly(plots.surface3d_pair(S, 'train_loss', title='demo 3D'))"),
-        nbformat.v4.new_code_cell(textwrap.dedent("""\
-            ex = widgets.surface_explorer({("movies", k): v for k, v in S.items()})
-            ex.show()""")),
-    ]
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
-
-def make_demo_source(root: Path) -> Path:
-    """A book source folder: the repo's config, intro and bibliography plus the demo chapter."""
-    import nbformat
-
-    (root / "book").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(REPO_ROOT / "_config.yml", root / "_config.yml")
-    for name in ("intro.md", "references.bib"):
-        shutil.copy2(REPO_ROOT / "book" / name, root / "book" / name)
-    (root / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nchapters:\n- file: {DEMO_DOC}\n")
-    nbformat.write(demo_notebook(), root / f"{DEMO_DOC}.ipynb")
-    return root
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("site")
-    kw = {} if USE_REPO_BOOK else {"source_dir": make_demo_source(tmp / "src")}
-    return build_book("smoke", tmp / "_build", **kw), kw
+    return build_book("smoke", tmp / "_build"), {}
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +94,33 @@ def _load(driver, page: Path) -> list[dict]:
 
 
 def _chapter_pages(site: Path) -> list[Path]:
-    if USE_REPO_BOOK:
-        return [p for p in _pages(site) if p.parent.name == "book" and p.stem[:2].isdigit()]
-    return [site / f"{DEMO_DOC}.html"]
+    return [site / "book" / f"{c}.html" for c in CHAPTERS]
+
+
+def test_every_chapter_was_executed_without_errors(built: tuple[Path, dict]) -> None:
+    import nbformat
+
+    site = built[0]
+    stage = site.parents[1] / "src"  # <out>/src is staged and executed, <out>/_build/html rendered
+    assert stage.is_dir(), stage
+    for chapter in CHAPTERS:
+        nb = nbformat.read(stage / "book" / f"{chapter}.ipynb", as_version=4)
+        assert nb.cells[1].metadata.get("tags") == ["parameters"], chapter
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.get("output_type") == "error"], chapter
+        images = [o for o in outputs if "image/png" in o.get("data", {})]
+        assert chapter == "05_scorecard" or images, f"{chapter}: no figure"
+
+
+def test_smoke_scorecard_has_every_claim(built: tuple[Path, dict]) -> None:
+    from bertscape import scorecard, study
+    from bertscape.profiles import get_profile
+
+    card = study.full_scorecard(get_profile("smoke"))  # read back from the build's cache
+    assert set(card["claim"]) == set(scorecard.CLAIMS)
+    assert set(card["verdict"]) <= {"holds", "fails"} and card["pretrained"].notna().all()
+    for chapter, claims in scorecard.CHAPTER_CLAIMS.items():
+        assert set(card[card["chapter"] == chapter]["claim"]) == set(claims)
 
 
 def test_pages_load_without_console_errors(site: Path, driver) -> None:
@@ -214,8 +172,8 @@ def test_chapters_show_their_figures(site: Path, driver) -> None:
             "return Array.from(document.querySelectorAll('.plotly-graph-div')).map(d => {"
             " const s = d.querySelector('.main-svg'); const r = s ? s.getBoundingClientRect() : null;"
             " return [d.id, !!d.querySelector('.plot-container'), r ? r.width : 0, r ? r.height : 0]; });")
-        if not USE_REPO_BOOK:
-            assert plotly, f"{page.name}: the demo's plotly figure is missing"
+        if page.stem == "02_flat_optima":
+            assert plotly, f"{page.name}: the interactive surface is missing"
         for div_id, container, w, h in plotly:
             assert container and w > 100 and h > 100, f"{page.name}: plotly figure {div_id} not rendered ({w}x{h})"
         # no dead widgets: explorers show their default figure in the static site
