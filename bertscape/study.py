@@ -269,7 +269,10 @@ def mean_spread(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFram
     """Mean ± standard deviation over seeds, formatted per column."""
     g = df.groupby(by, sort=False)[cols]
     mean, std = g.mean(), g.std().fillna(0.0)
-    return mean.combine(std, lambda m, s: [f"{a:.4g} ± {b:.2g}" for a, b in zip(m, s)])
+    out = pd.DataFrame(index=mean.index)
+    for c in cols:
+        out[c] = [f"{m:.4g} ± {s:.2g}" if len(df) > 1 else f"{m:.4g}" for m, s in zip(mean[c], std[c])]
+    return out
 
 
 def layer_frame(reports: dict[str, layers.LayerReport], table: str, value: str,

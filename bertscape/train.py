@@ -149,9 +149,12 @@ def _save_resume(folder: Path, model: torch.nn.Module, opt: torch.optim.Optimize
     tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, st in sd["state"].items()
                for k, v in st.items() if torch.is_tensor(v)}
     with cache.atomic_dir(folder / "resume") as tmp:
-        save_file(trainable_state(model), tmp / "model.safetensors")
+        save_file({k: v.cpu() for k, v in trainable_state(model).items()}, tmp / "model.safetensors")
         save_file(tensors or {"_empty": torch.zeros(1)}, tmp / "optim.safetensors")
-        save_file({"cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state()  # dropout on a GPU draws from the CUDA generator
+        save_file(rng, tmp / "rng.safetensors")
         groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
         cache.write_json(tmp / "state.json", {**state, "param_groups": groups, "scheduler": sched.state_dict()})
         cache.write_manifest(tmp)
@@ -174,7 +177,10 @@ def _load_resume(folder: Path, model: torch.nn.Module, opt: torch.optim.Optimize
         opt_state.setdefault(int(i), {})[k] = v
     opt.load_state_dict({"state": opt_state, "param_groups": state.pop("param_groups")})
     sched.load_state_dict(state.pop("scheduler"))
-    torch.set_rng_state(load_file(res / "rng.safetensors")["cpu"])
+    rng = load_file(res / "rng.safetensors")
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["cuda"])
     return state
 
 
