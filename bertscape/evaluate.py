@@ -56,15 +56,16 @@ def evaluate(model: torch.nn.Module, data: EvalSet, precision: str = "auto") -> 
     model.eval()
     device = next(model.parameters()).device
     dtype = autocast_dtype(precision, device)
-    total, outputs = 0.0, []
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    outputs = []
     try:
-        for batch in data.batches:
+        for batch in data.batches:  # no host synchronisation inside the loop (it stalls a GPU)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = forward_logits(model, batch)
-            total += float(loss_fn(data.task, logits, batch["labels"], reduction="sum"))
-            outputs.append(logits.float().cpu().numpy())
+            total += loss_fn(data.task, logits, batch["labels"], reduction="sum").double()
+            outputs.append(logits.float())
     finally:
         model.train(was_training)
-    result = compute_metrics(data.task, np.concatenate(outputs), data.labels)
-    result["loss"] = total / len(data)
+    result = compute_metrics(data.task, torch.cat(outputs).cpu().numpy(), data.labels)
+    result["loss"] = float(total) / len(data)
     return result

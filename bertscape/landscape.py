@@ -145,7 +145,7 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
                   coords: Mapping[str, Any], evalsets: Mapping[str, EvalSet], *, precision: str = "auto",
                   progress: bool | None = None, shard: tuple[int, int] = (0, 1), store: str | Path | None = None,
                   max_points: int | None = None, callback: PointCallback | None = None,
-                  save_every: int = 8, save_seconds: float = 30.0, attrs: Mapping[str, Any] | None = None,
+                  save_every: int = 64, save_seconds: float = 30.0, attrs: Mapping[str, Any] | None = None,
                   kind: str = "grid", notes: Mapping[str, Any] | None = None) -> xr.Dataset:
     """Evaluate ``model`` at ``base + Σ cᵢ·directions[i]`` for every point of a rectangular grid.
 
@@ -434,7 +434,7 @@ def pca_plane(run: Any, params: str | Sequence[str] = "all", origin: str = "thet
 
 def run_curve(run: Any, alphas: Any = None, n_eval: int | None = 512, eval_seed: int = 0,
               params: str | Sequence[str] = "all", precision: str = "auto", device: str = "auto",
-              progress: bool | None = None, **kwargs: Any) -> xr.Dataset:
+              progress: bool | None = None, eval_batch_size: int = 64, **kwargs: Any) -> xr.Dataset:
     """The paper's 1D curve of a run: f(α) = L(θ0 + α·δ1) on train and dev subsets (cached).
 
     Args:
@@ -447,20 +447,21 @@ def run_curve(run: Any, alphas: Any = None, n_eval: int | None = 512, eval_seed:
     """
     dev = _device(device)
     dirs = run_directions(run, params=params)
-    evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev)
+    evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev, eval_batch_size)
     model = run.model("theta0", device=str(dev))
     base = restrict(run.theta0(), dirs["d1"])
     attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": "theta0", "n_eval": n_eval or -1,
              "eval_seed": eval_seed, "params": json.dumps(params)}
     kwargs.setdefault("store", "auto")
-    return curve_1d(model, base, dirs["d1"], alphas, evalsets, precision, progress, attrs=attrs, **kwargs)
+    return curve_1d(model, base, dirs["d1"], alphas, evalsets, precision, progress, attrs=attrs,
+                    notes={"eval_batch_size": eval_batch_size}, **kwargs)
 
 
 def run_surface(run: Any, alphas: Any = None, betas: Any = None, centre: str = "theta0", d2: str = "random",
                 seed: int = 0, policy: str = "filter", bias_policy: str = "whole",
                 params: str | Sequence[str] = "all", n_eval: int | None = 512, eval_seed: int = 0,
                 precision: str = "auto", device: str = "auto", progress: bool | None = None,
-                orthogonal: bool = True, **kwargs: Any) -> xr.Dataset:
+                orthogonal: bool = True, eval_batch_size: int = 64, **kwargs: Any) -> xr.Dataset:
     """The paper's 2D surface of a run, cached: f(α, β) = L(origin + α·δ1 + β·δ2).
 
     ``centre="theta0"``: origin θ0, θ1 at (1, 0) (default grid α ∈ [−0.5, 1.5], β ∈ [−1, 1],
@@ -477,13 +478,13 @@ def run_surface(run: Any, alphas: Any = None, betas: Any = None, centre: str = "
         betas = DEFAULT_BETAS_2D if centre == "theta0" else DEFAULT_AB_THETA1
     dev = _device(device)
     dirs = run_directions(run, d2, seed, policy, bias_policy, params, orthogonal)
-    evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev)
+    evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev, eval_batch_size)
     model = run.model(centre, device=str(dev))
     base = restrict(run.theta0() if centre == "theta0" else run.theta1(), dirs["d1"])
     attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": centre, "d2_kind": d2,
              "seed": seed, "policy": policy, "bias_policy": bias_policy, "orthogonal": int(orthogonal),
              "n_eval": n_eval or -1, "eval_seed": eval_seed, "params": json.dumps(params)}
-    notes = {"cos_d1_d2_raw": dirs["cos_raw"]}
+    notes = {"cos_d1_d2_raw": dirs["cos_raw"], "eval_batch_size": eval_batch_size}
     if "explained_variance_ratio" in dirs:
         notes["explained_variance_ratio"] = json.dumps(dirs["explained_variance_ratio"])
     kwargs.setdefault("store", "auto")
@@ -587,6 +588,7 @@ def project_trajectory(run: Any, d1: ParamDict, d2: ParamDict, surface: xr.Datas
     if evalsets is None and surface is not None and hasattr(run, "spec") and int(surface.attrs.get("n_eval", 0)) != 0:
         n = int(surface.attrs["n_eval"])
         evalsets = eval_sets_for_run(run, None if n < 0 else n, int(surface.attrs.get("eval_seed", 0)),
+                                     batch_size=int(surface.attrs.get("eval_batch_size", 64)), device=
                                      next(model.parameters()).device if model is not None else "cpu")
     if evalsets:
         evalsets = _check_evalsets(evalsets)

@@ -48,7 +48,8 @@ def long_runs(P: Profile, task: str, seed: int = 0) -> dict[str, RunResult]:
 def curves(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset]:
     """1D curves f(α) = L(θ0 + α·δ1) of the main runs, on training and dev subsets."""
     return {init: landscape.run_curve(run, alphas=P.curve_axis(), n_eval=P.curve_n_eval,
-                                      precision=P.curve_precision, device=P.device)
+                                      precision=P.curve_precision, device=P.device,
+                                      eval_batch_size=P.eval_batch_size)
             for init, run in main_runs(P, task, seed).items()}
 
 
@@ -60,7 +61,8 @@ def surfaces(P: Profile, task: str, seed: int = 0, centre: str = "theta0", d2: s
     if centre == "theta1":
         alphas = [round(a - 1.0, 10) for a in alphas]
     return {init: landscape.run_surface(run, alphas=alphas, betas=betas, centre=centre, d2=d2, seed=seed,
-                                        n_eval=P.grid_n_eval, precision=P.grid_precision, device=P.device)
+                                        n_eval=P.grid_n_eval, precision=P.grid_precision, device=P.device,
+                                        eval_batch_size=P.eval_batch_size)
             for init, run in main_runs(P, task, seed).items()}
 
 
