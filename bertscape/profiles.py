@@ -14,19 +14,15 @@ paper     ``bert-base-uncased`` on MRPC, RTE, SST-2 and CoLA, full data, paper-l
 
 Every field can be overridden: ``get_profile("quick", n_train=500)``; in a chapter notebook the
 papermill parameters ``profile``, ``tasks``, ``glue_dir`` and ``overrides`` go through
-:func:`from_params`.  The cost estimate of the quick profile (measured on the project's 2-core
-machines: a training step at batch 32 / length 64 ≈ 0.6 s, an evaluation of 512 sentences ≈ 1.2 s
-fp32 / 0.5 s bf16):
-
-* 2 runs (PT, RI) × 3 epochs × 63 steps ≈ 2 × 2 min;
-* 2 long runs (1,000 sentences × 10 epochs = 320 steps) ≈ 2 × 3.2 min;
-* 1D curves: 2 × 41 points × (train + dev, 256 sentences each, fp32) ≈ 2 × 50 s;
-* 2D grids: 2 × 169 points × (train + dev, 256 each, bf16) ≈ 2 × 45 s;
-* per-layer curves: 2 × 6 layers × 9 points × 256 + 256 bf16 ≈ 2 × 35 s;
-* Hessian: 2 × 20 Hessian-vector products on 128 sentences ≈ 2 × 1.5 min;
-
-about 19 minutes in all, leaving head-room for the measured run-to-run variation (up to 1.8×
-is not expected for everything at once) and for kernel start-up and the site build.
+:func:`from_params`.  Sizing of the quick profile, from what a cold build measured on this
+project's 2-core machines (a training step at batch 32 / length 64 ≈ 0.7 s; one point of a
+landscape — rewrite 22.7 M parameters, evaluate 256 training and 256 dev sentences in bf16 —
+≈ 1 s): a first build with 13×13 grids, fp32 curves and a 1,000 × 10-epoch long run was on course
+for ~35 minutes, so the grids went to 9×9 (α and β steps of 0.25), the curves to bf16 and the
+long run to 500 sentences × 12 epochs (fewer sentences, more passes: it still trains far past
+convergence). Roughly: main runs 2 × 2.5 min; 1D curves 2 × 45 s; surfaces 2 × 1.5 min;
+long runs 2 × 2.3 min; Hessian 2 × 45 s; layer analysis 2 × 2 min; plus kernel start-up and
+the site build.
 """
 from __future__ import annotations
 
@@ -105,9 +101,9 @@ class Profile:
     """Training precision: ``auto`` (bf16 autocast on GPU, fp32 on CPU), ``fp32`` or ``bf16``."""
 
     # ------------------------------------------------------------------ long run (overfitting)
-    long_n_train: int | None = 1000
+    long_n_train: int | None = 500
     """Training sentences of the long run that trains far past convergence (``None`` = all)."""
-    long_epochs: int = 10
+    long_epochs: int = 12
     """Epochs of the long run."""
 
     # ------------------------------------------------------------------ 1D curves
@@ -117,8 +113,9 @@ class Profile:
     """α range of the 1D curve."""
     curve_n_eval: int = 256
     """Sentences (per split, train and dev) each curve point is evaluated on."""
-    curve_precision: str = "auto"
-    """Precision of curve evaluations (``auto``: bf16 on GPU, fp32 on CPU)."""
+    curve_precision: str = "bf16"
+    """Precision of curve (and per-layer curve/restore) evaluations: bf16 autocast, ~2x faster on a
+    CPU with AMX for a loss change of ~1e-5; ``fp32`` for exact values, ``auto`` = bf16 on GPU only."""
     layer_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
     """α values of the per-layer curves (one layer moved along its own δ1 block, the others at θ1);
     must hold 0 and 1, and 1 ± h for the finite-difference curvature at θ1."""
@@ -128,7 +125,7 @@ class Profile:
     """Token budget (seeded sample of dev tokens) of the per-layer CKA similarity."""
 
     # ------------------------------------------------------------------ 2D surfaces
-    grid_points: tuple[int, int] = (13, 13)
+    grid_points: tuple[int, int] = (9, 9)
     """Grid resolution (points along α, points along β)."""
     grid_alpha: tuple[float, float] = (-0.5, 1.5)
     """α range of the 2D surface."""
