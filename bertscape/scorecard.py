@@ -71,14 +71,20 @@ def claim_training_loss(pt_steps: pd.DataFrame, ri_steps: pd.DataFrame,
 
 def count_rises(alphas: np.ndarray, losses: np.ndarray, lo: float = 0.0, hi: float = 1.0,
                 tol: float = MONOTONE_TOL) -> int:
-    """Number of increases between neighbouring points on [lo, hi] larger than tol × range."""
-    alphas, losses = np.asarray(alphas), np.asarray(losses)
+    """Number of increases between neighbouring points on [lo, hi] larger than tol × (the curve's
+    range there): :func:`bertscape.landscape.count_rises` with a tolerance relative to the range."""
+    from .landscape import count_rises as rises_above
+
+    alphas, losses = np.asarray(alphas, dtype=float), np.asarray(losses, dtype=float)
+    order = np.argsort(alphas)
+    alphas, losses = alphas[order], losses[order]
     sel = (alphas >= lo - 1e-9) & (alphas <= hi + 1e-9)
-    seg = losses[sel][np.argsort(alphas[sel])]
-    if len(seg) < 2:
+    if sel.sum() < 2:
         return 0
-    scale = max(float(seg.max() - seg.min()), 1e-12)
-    return int(np.sum(np.diff(seg) > tol * scale))
+    scale = max(float(np.ptp(losses[sel])), 1e-12)
+    # shift the window onto [0, 1], the interval landscape.count_rises inspects
+    shifted = (alphas[sel] - lo) / (hi - lo) if hi != lo else alphas[sel]
+    return rises_above(losses[sel], shifted, tol * scale)
 
 
 def claim_monotone(pt_alphas, pt_losses, ri_alphas, ri_losses) -> list[dict]:
