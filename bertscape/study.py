@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 import xarray as xr
 
 from . import cache, curvature, landscape, layers, scorecard
 from .directions import norm, sub
+from .models import resolve_device
 from .profiles import Profile
 from .train import RunResult, train
 
@@ -118,9 +118,9 @@ def curvature_numbers(P: Profile, task: str, seed: int = 0) -> dict[str, dict[st
     out = {}
     for init, run in main_runs(P, task, seed).items():
         def compute(run=run) -> dict:
-            sets = landscape.eval_sets_for_run(run, P.hessian_n_eval, seed, device=P.device if P.device != "auto" else
-                                               ("cuda" if torch.cuda.is_available() else "cpu"))
-            model = run.model("theta1", device=str(next(iter(sets["train"].batches))["input_ids"].device))
+            device = resolve_device(P.device)
+            sets = landscape.eval_sets_for_run(run, P.hessian_n_eval, seed, device=device)
+            model = run.model("theta1", device=str(device))
             top = curvature.hessian_top_eigenvalues(model, sets["train"], k=1, max_iter=P.hessian_steps, seed=seed)[0]
             tr, se = curvature.hessian_trace(model, sets["train"], n_samples=P.hessian_steps, seed=seed,
                                              return_stderr=True)
