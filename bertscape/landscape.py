@@ -42,6 +42,7 @@ from .errors import BertscapeError, bad_value
 from .evaluate import EvalSet, evaluate, prepare_eval
 from .metrics import dev_error
 from .models import autocast_dtype, resolve_device
+from .progress import progress_enabled
 
 #: Default α grid of a 1D curve: [−0.5, 1.5] in 41 points (θ0 at α = 0, θ1 at α = 1).
 DEFAULT_ALPHAS_1D = np.round(np.linspace(-0.5, 1.5, 41), 10)
@@ -58,15 +59,6 @@ PointCallback = Callable[[int, dict[str, float]], None]
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def progress_enabled(progress: bool | None) -> bool:
-    """``progress`` if given, else on unless ``$BERTSCAPE_PROGRESS`` is ``0``/``false``/empty."""
-    import os
-
-    if progress is not None:
-        return bool(progress)
-    return os.environ.get("BERTSCAPE_PROGRESS", "1").lower() not in ("0", "false", "")
-
 
 def _coords(values: Any, param: str) -> np.ndarray:
     try:

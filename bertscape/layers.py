@@ -45,6 +45,7 @@ from .errors import BertscapeError, bad_value, check_positive_int
 from .evaluate import EvalSet, evaluate, forward_logits, loss_fn
 from .metrics import dev_error
 from .models import load_state
+from .progress import progress_enabled
 
 #: Bump when a change here alters cached layer results.
 LAYERS_VERSION = "1"
@@ -76,16 +77,10 @@ _HEAD_PREFIXES = ("classifier.", "score.", "pre_classifier.", "qa_outputs.", "he
 
 # ----------------------------------------------------------------------------- progress bars
 
-def _progress_enabled(progress: bool | None) -> bool:
-    if progress is not None:
-        return bool(progress)
-    return os.environ.get("BERTSCAPE_PROGRESS", "1").lower() not in ("0", "false", "")
-
-
 def _bar(total: int, desc: str, progress: bool | None):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not _progress_enabled(progress), leave=False,
+    return tqdm(total=total, desc=desc, disable=not progress_enabled(progress), leave=False,
                 dynamic_ncols=True)
 
 

@@ -31,6 +31,7 @@ from . import cache
 from .data import Encoded, encode, load_split, subset_indices, train_batches
 from .evaluate import EvalSet, evaluate, forward_logits, loss_fn, prepare_eval
 from .models import autocast_dtype, build_model, load_state, load_tokenizer, resolve_device, trainable_state
+from .progress import progress_enabled
 from .spec import RunSpec
 
 StepCallback = Callable[[int, float], None]
@@ -186,12 +187,6 @@ def _load_resume(folder: Path, model: torch.nn.Module, opt: torch.optim.Optimize
 
 # ----------------------------------------------------------------------------- training
 
-def _progress_enabled(progress: bool | None) -> bool:
-    if progress is not None:
-        return progress
-    return os.environ.get("BERTSCAPE_PROGRESS", "1") not in ("0", "false", "")
-
-
 def _optimizer(model: torch.nn.Module, spec: RunSpec) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for n, p in model.named_parameters():
@@ -268,7 +263,7 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
         record_eval(0)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=step, desc=spec.label(), disable=not _progress_enabled(progress),
+    bar = tqdm(total=total, initial=step, desc=spec.label(), disable=not progress_enabled(progress),
                leave=False, dynamic_ncols=True)
     t_start = time.perf_counter() - elapsed
     try:
