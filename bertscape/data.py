@@ -462,8 +462,21 @@ def eval_batches(enc: Encoded, batch_size: int = 64, pad_id: int = 0) -> list[Ba
     return [collate(enc, order[i:i + batch_size], pad_id) for i in range(0, len(order), batch_size)]
 
 
-def train_batches(enc: Encoded, batch_size: int, generator: torch.Generator, pad_id: int = 0) -> list[Batch]:
-    """One epoch of shuffled, dynamically padded batches (order drawn from ``generator``)."""
+def train_batches(enc: Encoded, batch_size: int, generator: torch.Generator, pad_id: int = 0,
+                  group_by_length: bool = False) -> list[Batch]:
+    """One epoch of shuffled, dynamically padded batches (order drawn from ``generator``).
+
+    With ``group_by_length`` the examples are grouped as transformers' ``Trainer`` does with
+    ``group_by_length=True`` (random mega-batches of up to 50 batches, each sorted by length) and
+    the resulting batches are then shuffled, so a batch pads to similar lengths while the order
+    of batches carries no length trend.
+    """
     check_positive_int("batch_size", batch_size, upper=len(enc), what=f"the training set has {len(enc)} examples")
-    order = torch.randperm(len(enc), generator=generator).numpy()
-    return [collate(enc, order[i:i + batch_size], pad_id) for i in range(0, len(order), batch_size)]
+    if not group_by_length:
+        order = torch.randperm(len(enc), generator=generator).numpy()
+        return [collate(enc, order[i:i + batch_size], pad_id) for i in range(0, len(order), batch_size)]
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    idx = np.asarray(get_length_grouped_indices(enc.lengths.tolist(), batch_size, generator=generator))
+    chunks = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+    return [collate(enc, chunks[j], pad_id) for j in torch.randperm(len(chunks), generator=generator).tolist()]

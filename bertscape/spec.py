@@ -30,6 +30,9 @@ class RunSpec:
         n_train, n_dev: subset sizes (``None`` = the whole split); stratified by label.
         max_length: truncation length in tokens.
         epochs, batch_size: the training budget.
+        group_by_length: group training batches by length as transformers' ``Trainer`` does
+            (length-sorted random mega-batches; batch order then shuffled), so a batch pads to
+            similar lengths: 1.8x fewer tokens an epoch on ``movies``. ``False``: uniform batches.
         lr: peak learning rate; ``None`` picks :data:`DEFAULT_LR` for the init.
         warmup: fraction of steps of linear warm-up (then linear decay to 0).
         weight_decay: AdamW decoupled weight decay (not on biases and LayerNorm).
@@ -53,6 +56,7 @@ class RunSpec:
     max_length: int = 64
     epochs: int = 3
     batch_size: int = 32
+    group_by_length: bool = True
     lr: float | None = None
     warmup: float = 0.1
     weight_decay: float = 0.01
@@ -85,6 +89,8 @@ class RunSpec:
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("evals_per_epoch", self.evals_per_epoch)
+        if not isinstance(self.group_by_length, bool):
+            raise bad_value("group_by_length", self.group_by_length, "True or False")
         if isinstance(self.n_checkpoints, bool) or not isinstance(self.n_checkpoints, int) or self.n_checkpoints < 2:
             raise bad_value("n_checkpoints", self.n_checkpoints, "an integer >= 2 (θ0 and θ1 are checkpoints)")
         lr = DEFAULT_LR[self.init] if self.lr is None else self.lr

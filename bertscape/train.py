@@ -270,7 +270,8 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
         for epoch in range(start_epoch, spec.epochs):
             model.train()
             gen = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
-            for batch in train_batches(train_enc, spec.batch_size, gen):
+            for batch in train_batches(train_enc, spec.batch_size, gen,
+                                       group_by_length=spec.group_by_length):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                     logits = forward_logits(model, batch)

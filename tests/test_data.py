@@ -186,3 +186,28 @@ def test_bad_batch_size():
 
     with pytest.raises(BertscapeError, match="batch_size=11 .*10 examples"):
         data.train_batches(enc, 11, torch.Generator())
+
+
+def test_length_grouped_batches_cover_every_example_once_with_less_padding():
+    import torch
+
+    tok = load_tokenizer("embedded")
+    enc = data.encode(data.load_split("movies", "dev"), tok, 64).select(range(640))
+
+    def epoch(group: bool, seed: int = 3):
+        return data.train_batches(enc, 16, torch.Generator().manual_seed(seed), group_by_length=group)
+
+    grouped, uniform = epoch(True), epoch(False)
+    # every example exactly once: the multiset of (label, length) pairs is the whole split's
+    seen = sorted((int(l), int(m)) for b in grouped for l, m in zip(b["labels"], b["attention_mask"].sum(1)))
+    assert seen == sorted(zip(enc.labels.tolist(), enc.lengths.tolist()))
+    assert sum(b["input_ids"].shape[0] for b in grouped) == len(enc)
+    padded = lambda bs: sum(b["input_ids"].numel() for b in bs)
+    assert padded(grouped) < 0.8 * padded(uniform)
+    # seeded: the same generator seed gives the same batches, another seed other batches
+    again = epoch(True)
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(grouped, again))
+    assert not all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(grouped, epoch(True, seed=4)))
+    # no length trend in the order of batches (they are shuffled after grouping)
+    widths = [b["input_ids"].shape[1] for b in grouped]
+    assert widths != sorted(widths) and widths != sorted(widths, reverse=True)

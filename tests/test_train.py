@@ -153,6 +153,7 @@ def test_metrics_match_known_values():
     ("precision", "fp8", "precision='fp8'"),
     ("max_grad_norm", 0, "max_grad_norm=0"),
     ("metric", "mcc", "metric='mcc'"),
+    ("group_by_length", "yes", "group_by_length='yes'"),
 ])
 def test_invalid_spec_fields(field, value, match):
     with pytest.raises(BertscapeError, match=match):
