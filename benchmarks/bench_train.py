@@ -5,12 +5,17 @@ its peak resident memory is its own. Prints a table; targets from the issue: ≤
 run, ≤ 3 GB peak RSS, dev accuracy about 0.8 (pre-trained) and 0.65 (scratch).
 
     .venv/bin/python benchmarks/bench_train.py [--n-train 2000] [--epochs 3]
+        [--inits pretrained,scratch] [--seeds 0] [--uniform-batches]
+
+``--seeds 0,1,2`` shows the seed-to-seed spread (the scratch run sits near the edge of the chance
+plateau at this budget); ``--uniform-batches`` turns length grouping off (uniform random batches, the earlier default).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,22 +38,36 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--task", default="movies")
+    ap.add_argument("--inits", default="pretrained,scratch", help="comma-separated starting points")
+    ap.add_argument("--seeds", default="0", help="comma-separated run seeds")
+    ap.add_argument("--uniform-batches", action="store_true", help="RunSpec(group_by_length=False)")
     args = ap.parse_args()
     rows = []
-    for init in ("pretrained", "scratch"):
-        spec = {"task": args.task, "init": init, "n_train": args.n_train, "epochs": args.epochs, "device": "cpu"}
-        with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "BERTSCAPE_CACHE": cache, "BERTSCAPE_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
-            out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], env=env, check=True,
-                                 capture_output=True, text=True).stdout
-        rows.append((init, json.loads(out.strip().splitlines()[-1])))
-    print(f"\nquick profile: {args.task}, {args.n_train} sentences x {args.epochs} epochs, max_length 64, batch 32")
-    print(f"{'init':<11} {'wall (s)':>9} {'train (s)':>10} {'s/step':>7} {'peak RSS (GB)':>14} {'dev acc':>8}")
-    for init, r in rows:
-        print(f"{init:<11} {r['wall_s']:>9.1f} {r['train_s']:>10.1f} {r['train_s'] / r['steps']:>7.2f} "
+    for init in args.inits.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            spec = {"task": args.task, "init": init, "seed": seed, "n_train": args.n_train, "epochs": args.epochs,
+                    "device": "cpu", "group_by_length": not args.uniform_batches}
+            with tempfile.TemporaryDirectory() as cache:
+                env = {**os.environ, "BERTSCAPE_CACHE": cache, "BERTSCAPE_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
+                out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], env=env, check=True,
+                                     capture_output=True, text=True).stdout
+            rows.append((init, seed, json.loads(out.strip().splitlines()[-1])))
+    batching = "uniform batches" if args.uniform_batches else "length-grouped batches"
+    print(f"\nquick profile: {args.task}, {args.n_train} sentences x {args.epochs} epochs, max_length 64, "
+          f"batch 32, {batching}")
+    print(f"{'init':<11} {'seed':>4} {'wall (s)':>9} {'train (s)':>10} {'s/step':>7} {'peak RSS (GB)':>14} {'dev acc':>8}")
+    for init, seed, r in rows:
+        print(f"{init:<11} {seed:>4} {r['wall_s']:>9.1f} {r['train_s']:>10.1f} {r['train_s'] / r['steps']:>7.2f} "
               f"{r['peak_rss_gb']:>14.2f} {r['dev']['accuracy']:>8.3f}")
-    pt, ri = rows[0][1], rows[1][1]
-    print(f"dev accuracy gap PT - RI: {pt['dev']['accuracy'] - ri['dev']['accuracy']:+.3f}")
+    by_init = {}
+    for init, _, r in rows:
+        by_init.setdefault(init, []).append(r["dev"]["accuracy"])
+    for init, accs in by_init.items():
+        print(f"{init}: dev accuracy median {statistics.median(accs):.3f} over {len(accs)} seed(s)"
+              f"{f', range {min(accs):.3f}-{max(accs):.3f}' if len(accs) > 1 else ''}")
+    if {"pretrained", "scratch"} <= set(by_init):
+        gap = statistics.median(by_init["pretrained"]) - statistics.median(by_init["scratch"])
+        print(f"dev accuracy gap PT - RI (medians): {gap:+.3f}")
 
 
 if __name__ == "__main__":

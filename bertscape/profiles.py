@@ -81,6 +81,8 @@ class Profile:
     """Epochs of the main fine-tuning runs."""
     batch_size: int = 32
     """Training batch size."""
+    group_by_length: bool = True
+    """Group training batches by sentence length (less padding, ~1.8x faster steps on ``movies``)."""
     lr_pretrained: float = 5e-5
     """Peak learning rate from pre-trained weights."""
     lr_scratch: float = 1e-4
@@ -162,26 +164,23 @@ class Profile:
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
             raise bad_value("seeds", self.seeds, "a non-empty list of non-negative integers")
         object.__setattr__(self, "seeds", seeds)
-        if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int) or self.data_seed < 0:
-            raise bad_value("data_seed", self.data_seed, "a non-negative integer")
-        for name in ("n_train", "n_dev", "long_n_train"):
-            if getattr(self, name) is not None:
-                check_positive_int(name, getattr(self, name))
-        check_positive_int("max_length", self.max_length, upper=512, what="BERT's position limit")
-        for name in ("epochs", "batch_size", "evals_per_epoch", "long_epochs", "curve_n_eval",
-                     "grid_n_eval", "eval_batch_size", "hessian_steps", "hessian_n_eval"):
+        if self.long_n_train is not None:
+            check_positive_int("long_n_train", self.long_n_train)
+        for name in ("long_epochs", "curve_n_eval", "grid_n_eval", "eval_batch_size", "hessian_steps",
+                     "hessian_n_eval"):
             check_positive_int(name, getattr(self, name))
         for name in ("lr_pretrained", "lr_scratch"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
                 raise bad_value(name, v, "a number in (0, 1)")
-        if isinstance(self.n_checkpoints, bool) or not isinstance(self.n_checkpoints, int) or self.n_checkpoints < 2:
-            raise bad_value("n_checkpoints", self.n_checkpoints, "an integer >= 2 (θ0 and θ1 are checkpoints)")
-        for name in ("precision", "curve_precision", "grid_precision"):
+        for name in ("curve_precision", "grid_precision"):
             if getattr(self, name) not in _PRECISIONS:
                 raise bad_value(name, getattr(self, name), _PRECISIONS)
-        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
-            raise bad_value("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+        # The fine-tuning fields are RunSpec's (same names): building every main-run spec applies
+        # RunSpec's rules to them (task names, sizes, data_seed, device, precision …), one set of rules.
+        for task in self.tasks:
+            for init in self.inits:
+                self.run_spec(task, init, self.seeds[0])
         # grids: α = 0 (θ0) and α = 1 (θ1) must be grid points; β = 0 must be one too
         object.__setattr__(self, "curve_range", _as_range("curve_range", self.curve_range))
         object.__setattr__(self, "grid_alpha", _as_range("grid_alpha", self.grid_alpha))
@@ -235,7 +234,7 @@ class Profile:
             raise bad_value("init", init, _INITS)
         base = dict(task=task, model=self.model, init=init, seed=seed, data_seed=self.data_seed,
                     n_train=self.n_train, n_dev=self.n_dev, max_length=self.max_length, epochs=self.epochs,
-                    batch_size=self.batch_size, lr=self.lr(init), warmup=self.warmup,
+                    batch_size=self.batch_size, group_by_length=self.group_by_length, lr=self.lr(init), warmup=self.warmup,
                     weight_decay=self.weight_decay, evals_per_epoch=self.evals_per_epoch,
                     n_checkpoints=self.n_checkpoints, device=self.device, precision=self.precision,
                     glue_dir=self.glue_dir, max_grad_norm=self.max_grad_norm)

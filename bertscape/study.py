@@ -16,7 +16,7 @@ Fixed analysis settings (chosen in advance, not tuned to the outcome):
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -155,69 +155,97 @@ def _pair(d: dict[str, Any]) -> tuple[Any, Any]:
     return d["pretrained"], d["scratch"]
 
 
+def _claim_training_loss(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+    pt, ri = _pair(main_runs(P, task, seed))
+    return scorecard.claim_training_loss(pt.steps, ri.steps)
+
+
+def _claim_monotone(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+    pt, ri = _pair(curves(P, task, seed))
+    return scorecard.claim_monotone(pt["alpha"].values, pt["train_loss"].values,
+                                    ri["alpha"].values, ri["train_loss"].values)
+
+
+def _claim_wider(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+    pt, ri = _pair(flatness(P, task, seed))
+    return scorecard.claim_wider(pt, ri)
+
+
+def _claim_straighter(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+    pt, ri = _pair(main_runs(P, task, seed))
+    return scorecard.claim_straighter(path_stats(pt)["ratio"], path_stats(ri)["ratio"],
+                                      scorecard.steps_to_basin(pt.steps), scorecard.steps_to_basin(ri.steps))
+
+
+def _claim_overfitting(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+    pt, ri = _pair(long_runs(P, task, seed))
+    return scorecard.claim_overfitting(pt.evals, ri.evals, metric)
+
+
+def _claim_generalise(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+    pt, ri = _pair(main_runs(P, task, seed))
+    cpt, cri = _pair(curves(P, task, seed))
+    train_pt = float(cpt[f"train_{metric}"].sel(alpha=1.0, method="nearest"))
+    train_ri = float(cri[f"train_{metric}"].sel(alpha=1.0, method="nearest"))
+    return scorecard.claim_generalise(pt.final[metric], ri.final[metric], train_pt, train_ri, metric)
+
+
+def _claim_surfaces_agree(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+    pt, ri = _pair(surfaces(P, task, seed))
+    return scorecard.claim_surfaces_agree(pt["train_loss"].values, pt["dev_error"].values,
+                                          ri["train_loss"].values, ri["dev_error"].values)
+
+
+def _encoder_change_and_rise(rep: layers.LayerReport) -> tuple[list[float], list[float]]:
+    """Relative change and per-layer curve rise (others at θ1) of the encoder layers."""
+    ch = rep.change[(rep.change["layer_index"] >= 0) & (rep.change.index.str.startswith("layer"))]
+    cs = rep.curve_summary.loc["theta1"]
+    cs = cs[cs.index.str.startswith("layer")]
+    return list(ch["relative_change"]), list(cs["train_loss_rise"])
+
+
+def _claim_layers_invariant(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+    pt, ri = _pair(layer_reports(P, task, seed))
+    (a, b), (c, d) = _encoder_change_and_rise(pt), _encoder_change_and_rise(ri)
+    return scorecard.claim_layers_invariant(a, b, c, d)
+
+
+def _restore_costs(rep: layers.LayerReport, metric: str) -> tuple[float, float]:
+    """Metric lost by restoring the bottom third of the layers to θ0, and the top third."""
+    r = rep.restore
+    n_layers = int(r[r["order"] == "bottom-up"]["k"].max())
+    third = max(1, round(n_layers / 3))
+    col = f"dev_{metric}"
+    full = float(r[(r["order"] == "bottom-up") & (r["k"] == 0)][col].iloc[0])
+    bottom = float(r[(r["order"] == "bottom-up") & (r["k"] == third)][col].iloc[0])
+    top = float(r[(r["order"] == "top-down") & (r["k"] == third)][col].iloc[0])
+    return full - bottom, full - top
+
+
+def _claim_restore(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+    reps = layer_reports(P, task, seed)
+    pb, ptop = _restore_costs(reps["pretrained"], metric)
+    rb, rtop = _restore_costs(reps["scratch"], metric) if "scratch" in reps else (None, None)
+    return scorecard.claim_restore(pb, ptop, rb, rtop, metric)
+
+
+def _claim_curvature(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+    pt, ri = _pair(curvature_numbers(P, task, seed))
+    return scorecard.claim_curvature(pt["top_eigenvalue"], ri["top_eigenvalue"], pt["trace"], ri["trace"])
+
+
+#: How each claim of :data:`bertscape.scorecard.CLAIMS` is computed from the study's results.
+CLAIM_ROWS: dict[Any, Callable[[Profile, str, int, str], list[dict]]] = {
+    1: _claim_training_loss, 2: _claim_monotone, 3: _claim_wider, 4: _claim_straighter,
+    5: _claim_overfitting, 6: _claim_generalise, 7: _claim_surfaces_agree, 8: _claim_layers_invariant,
+    9: _claim_restore, "H": _claim_curvature,
+}
+
+
 def chapter_claims(P: Profile, chapter: str, task: str, seed: int = 0) -> list[dict]:
     """Claim rows of one chapter (``01`` … ``04``) for one task and seed."""
-    rows: list[dict] = []
     metric = _metric(P, task)
-    for claim in scorecard.CHAPTER_CLAIMS[chapter]:
-        if claim == 1:
-            pt, ri = _pair(main_runs(P, task, seed))
-            rows += scorecard.claim_training_loss(pt.steps, ri.steps)
-        elif claim == 2:
-            pt, ri = _pair(curves(P, task, seed))
-            rows += scorecard.claim_monotone(pt["alpha"].values, pt["train_loss"].values,
-                                             ri["alpha"].values, ri["train_loss"].values)
-        elif claim == 3:
-            pt, ri = _pair(flatness(P, task, seed))
-            rows += scorecard.claim_wider(pt, ri)
-        elif claim == 4:
-            pt, ri = _pair(main_runs(P, task, seed))
-            rows += scorecard.claim_straighter(path_stats(pt)["ratio"], path_stats(ri)["ratio"],
-                                               scorecard.steps_to_basin(pt.steps), scorecard.steps_to_basin(ri.steps))
-        elif claim == 5:
-            pt, ri = _pair(long_runs(P, task, seed))
-            rows += scorecard.claim_overfitting(pt.evals, ri.evals, metric)
-        elif claim == 6:
-            pt, ri = _pair(main_runs(P, task, seed))
-            cpt, cri = _pair(curves(P, task, seed))
-            train_pt = float(cpt[f"train_{metric}"].sel(alpha=1.0, method="nearest"))
-            train_ri = float(cri[f"train_{metric}"].sel(alpha=1.0, method="nearest"))
-            rows += scorecard.claim_generalise(pt.final[metric], ri.final[metric], train_pt, train_ri, metric)
-        elif claim == 7:
-            pt, ri = _pair(surfaces(P, task, seed))
-            rows += scorecard.claim_surfaces_agree(pt["train_loss"].values, pt["dev_error"].values,
-                                                   ri["train_loss"].values, ri["dev_error"].values)
-        elif claim == 8:
-            pt, ri = _pair(layer_reports(P, task, seed))
-
-            def enc(rep: layers.LayerReport) -> tuple[list[float], list[float]]:
-                ch = rep.change[(rep.change["layer_index"] >= 0) & (rep.change.index.str.startswith("layer"))]
-                cs = rep.curve_summary.loc["theta1"]
-                cs = cs[cs.index.str.startswith("layer")]
-                return list(ch["relative_change"]), list(cs["train_loss_rise"])
-
-            (a, b), (c, d) = enc(pt), enc(ri)
-            rows += scorecard.claim_layers_invariant(a, b, c, d)
-        elif claim == 9:
-            reps = layer_reports(P, task, seed)
-
-            def costs(rep: layers.LayerReport) -> tuple[float, float]:
-                r = rep.restore
-                n_layers = int(r[r["order"] == "bottom-up"]["k"].max())
-                third = max(1, round(n_layers / 3))
-                col = f"dev_{metric}"
-                full = float(r[(r["order"] == "bottom-up") & (r["k"] == 0)][col].iloc[0])
-                bottom = float(r[(r["order"] == "bottom-up") & (r["k"] == third)][col].iloc[0])
-                top = float(r[(r["order"] == "top-down") & (r["k"] == third)][col].iloc[0])
-                return full - bottom, full - top
-
-            pb, ptop = costs(reps["pretrained"])
-            rb, rtop = costs(reps["scratch"]) if "scratch" in reps else (None, None)
-            rows += scorecard.claim_restore(pb, ptop, rb, rtop, metric)
-        elif claim == "H":
-            pt, ri = _pair(curvature_numbers(P, task, seed))
-            rows += scorecard.claim_curvature(pt["top_eigenvalue"], ri["top_eigenvalue"], pt["trace"], ri["trace"])
-    return rows
+    return [row for claim in scorecard.CHAPTER_CLAIMS[chapter] for row in CLAIM_ROWS[claim](P, task, seed, metric)]
 
 
 def chapter_scorecard(P: Profile, chapter: str) -> pd.DataFrame:

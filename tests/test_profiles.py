@@ -74,6 +74,12 @@ def test_overrides_are_validated() -> None:
         get_profile("quick").run_spec("movies", "frozen")
     with pytest.raises(BertscapeError, match=r"epoch=.*a RunSpec field"):
         get_profile("quick").run_spec("movies", "pretrained", epoch=2)
+    # fine-tuning fields follow RunSpec's rules, checked when the profile is built
+    for field, value in (("warmup", 1.5), ("data_seed", -1), ("tasks", ("movies", "imdb")),
+                         ("group_by_length", "yes"), ("long_epochs", 0)):
+        with pytest.raises(BertscapeError, match=rf"{field if field != 'tasks' else 'task'}="):
+            get_profile("quick", **{field: value})
+    assert get_profile("quick", group_by_length=False).run_spec("movies", "scratch").group_by_length is False
 
 
 def test_bad_profile_name_lists_the_accepted_ones() -> None:
