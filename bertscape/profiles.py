@@ -7,22 +7,24 @@ to the paper-scale experiment on a GPU.  Three profiles exist:
 ========  ==========================================================================================
 smoke     seconds; for tests. 64 sentences, one epoch, 5-point curves, 5×5 grids.
 quick     the default. The embedded MiniLM model on the embedded ``movies`` task, sized so the whole
-          book executes cold in well under 30 minutes on a 2-core CPU.
+          book executes cold in about 25 minutes on a 2-core CPU.
 paper     ``bert-base-uncased`` on MRPC, RTE, SST-2 and CoLA, full data, paper-like grids; needs a GPU
           and either a reachable model hub or local copies (see :attr:`Profile.glue_dir`).
 ========  ==========================================================================================
 
 Every field can be overridden: ``get_profile("quick", n_train=500)``; in a chapter notebook the
 papermill parameters ``profile``, ``tasks``, ``glue_dir`` and ``overrides`` go through
-:func:`from_params`.  Sizing of the quick profile, from what a cold build measured on this
-project's 2-core machines (a training step at batch 32 / length 64 ≈ 0.7 s; one point of a
-landscape — rewrite 22.7 M parameters, evaluate 256 training and 256 dev sentences in bf16 —
-≈ 1 s): a first build with 13×13 grids, fp32 curves and a 1,000 × 10-epoch long run was on course
-for ~35 minutes, so the grids went to 9×9 (α and β steps of 0.25), the curves to bf16 and the
-long run to 500 sentences × 12 epochs (fewer sentences, more passes: it still trains far past
-convergence). Roughly: main runs 2 × 2.5 min; 1D curves 2 × 45 s; surfaces 2 × 1.5 min;
-long runs 2 × 2.3 min; Hessian (10 + 10 products on 32 sentences) 2 × 45 s; layer analysis
-(with 9 groups × 4 Lanczos steps) 2 × 2.5 min; plus kernel start-up and the site build.
+:func:`from_params`.
+
+Sizing of the quick profile, from cold builds on this project's 2-core machines. A first build (13×13
+grids, fp32 curves, a 1,000 × 10-epoch long run, uniform random batches at ~0.85 s a step) was on course
+for ~40 minutes, so the grids went to 9×9 (α and β steps of 0.25), curves and grids to bf16, the long run
+to 500 sentences × 12 epochs (fewer sentences, more passes: it still trains far past convergence), the
+Hessian to 10 products on 32 sentences, and training batches are grouped by length (0.46 s a step).
+Measured cold build, ``make book`` with an empty cache: 25 min 12 s — chapter 1 706 s (main runs
+133 + 117 s, two 41-point curves 133 s, two 9×9 surfaces and the trajectories 303 s), chapter 2 137 s
+(Hessians), chapter 3 343 s (long runs), chapter 4 304 s (layer analysis of both runs), chapter 5 14 s,
+site 4 s.
 """
 from __future__ import annotations
 
@@ -122,7 +124,7 @@ class Profile:
     """α values of the per-layer curves (one layer moved along its own δ1 block, the others at θ1);
     must hold 0 and 1, and 1 ± h for the finite-difference curvature at θ1."""
     layer_hessian_steps: int = 4
-    """Power-iteration steps of the per-layer Hessian top eigenvalue (one per layer group)."""
+    """Lanczos steps of the per-layer Hessian top eigenvalue (one Hessian-vector product each, per layer group)."""
     cka_tokens: int = 4096
     """Token budget (seeded sample of dev tokens) of the per-layer CKA similarity."""
 
@@ -143,8 +145,8 @@ class Profile:
     # ------------------------------------------------------------------ curvature
     hessian_steps: int = 10
     """Lanczos steps for the top eigenvalue, and Hutchinson probes for the trace (one Hessian-vector
-    product each). On a 2-core CPU one product over 128 sentences of MiniLM took ~9 s, hence the
-    quick profile's 10 steps on 32 sentences."""
+    product each). One product over 32 sentences of MiniLM takes ~2.5 s on an idle 2-core CPU (about
+    3.5x a forward and backward pass), hence the quick profile's 10 steps on 32 sentences."""
     hessian_n_eval: int = 32
     """Training sentences the Hessian is taken on (also for the per-layer curvature)."""
 

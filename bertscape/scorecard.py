@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -197,10 +199,22 @@ def claim_restore(pt_bottom_cost: float, pt_top_cost: float, ri_bottom_cost: flo
                  f"PT ≥ {RESTORE_TOP_MIN}", pt_top_cost >= RESTORE_TOP_MIN)]
 
 
-def claim_curvature(pt_top: float, ri_top: float, pt_trace: float, ri_trace: float) -> list[dict]:
-    """Curvature at θ1: Hessian top eigenvalue and trace of the training loss."""
-    return [_row("H", "Hessian top eigenvalue at θ1", pt_top, ri_top, "PT < RI", pt_top < ri_top),
-            _row("H", "Hessian trace at θ1 (Hutchinson)", pt_trace, ri_trace, "PT < RI", pt_trace < ri_trace)]
+def claim_curvature(pt_top: float, ri_top: float, pt_trace: float, ri_trace: float,
+                    pt_trace_se: float | None = None, ri_trace_se: float | None = None) -> list[dict]:
+    """Curvature at θ1: Hessian top eigenvalue and trace of the training loss.
+
+    The trace is a Hutchinson estimate; given its standard errors, the trace row holds only when
+    RI's trace exceeds PT's by more than two combined standard errors (a noisy difference does
+    not count as a verdict either way: it fails).
+    """
+    rows = [_row("H", "Hessian top eigenvalue at θ1", pt_top, ri_top, "PT < RI", pt_top < ri_top)]
+    if pt_trace_se is None or ri_trace_se is None:
+        rows.append(_row("H", "Hessian trace at θ1 (Hutchinson)", pt_trace, ri_trace, "PT < RI", pt_trace < ri_trace))
+    else:
+        se = math.hypot(pt_trace_se, ri_trace_se)
+        rows.append(_row("H", f"Hessian trace at θ1 (Hutchinson; s.e. {pt_trace_se:.3g} / {ri_trace_se:.3g})",
+                         pt_trace, ri_trace, "RI − PT > 2 s.e.", ri_trace - pt_trace > 2 * se))
+    return rows
 
 
 def table(rows: Iterable[dict], **labels: Any) -> pd.DataFrame:

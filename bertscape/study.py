@@ -231,7 +231,8 @@ def _claim_restore(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
 
 def _claim_curvature(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
     pt, ri = _pair(curvature_numbers(P, task, seed))
-    return scorecard.claim_curvature(pt["top_eigenvalue"], ri["top_eigenvalue"], pt["trace"], ri["trace"])
+    return scorecard.claim_curvature(pt["top_eigenvalue"], ri["top_eigenvalue"], pt["trace"], ri["trace"],
+                                     pt.get("trace_stderr"), ri.get("trace_stderr"))
 
 
 #: How each claim of :data:`bertscape.scorecard.CLAIMS` is computed from the study's results.

@@ -76,3 +76,13 @@ def test_table_and_summary_verdicts():
     assert bottom["verdict"] == "mixed" and bottom["seeds"] == 2 and bottom["held"] == 1
     trace = summary[summary["quantity"].str.contains("trace")].iloc[0]
     assert trace["verdict"] == "fails"
+
+
+def test_trace_row_needs_a_difference_beyond_two_standard_errors():
+    def trace_row(pt, ri, se_pt, se_ri):
+        return sc.claim_curvature(1.0, 2.0, pt, ri, se_pt, se_ri)[1]
+
+    assert trace_row(-198.0, 1509.0, 94.0, 474.0)["holds"]  # 1707 > 2 * 483
+    assert not trace_row(500.0, 1400.0, 94.0, 474.0)["holds"]  # 900 < 966: within the noise
+    assert not trace_row(1400.0, 500.0, 10.0, 10.0)["holds"]  # clearly the other way
+    assert "s.e." in trace_row(0.0, 1.0, 0.1, 0.1)["criterion"]
