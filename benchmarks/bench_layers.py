@@ -2,7 +2,15 @@
 
     .venv/bin/python benchmarks/bench_layers.py                 # the quick pre-trained run (trained first if not cached)
     .venv/bin/python benchmarks/bench_layers.py --init scratch  # the same for the from-scratch run
+    .venv/bin/python benchmarks/bench_layers.py --settings defaults  # analyze_run's own (heavier) defaults
     .venv/bin/python benchmarks/bench_layers.py --compare-hessian   # also time block power iteration vs Lanczos
+
+Settings ``quick`` (the default) are the quick profile's layer settings (α grid, bf16 evaluations,
+per-layer Hessian on ``hessian_n_eval`` sentences with ``layer_hessian_steps`` Lanczos steps, CKA
+token budget) on 512 training and all 512 dev sentences of the run; ``defaults`` are
+:func:`bertscape.layers.analyze_run`'s defaults (fp32 on CPU, 64-sentence Hessian, 8 steps).
+Measures run one after another in this process; the table gives each one's time and the peak
+resident memory reached by the end of it.
 
 Target (issue 5): all measures of a quick-profile run (embedded MiniLM-L6, movies, 512 dev sentences)
 in ≤ 5 minutes together on a 2-core CPU machine, peak memory ≤ 3 GB. The run itself
@@ -65,6 +73,7 @@ def ensure_run(spec: RunSpec):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--init", default="pretrained", choices=("pretrained", "scratch"))
+    ap.add_argument("--settings", default="quick", choices=("quick", "defaults"))
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--compare-hessian", action="store_true", help="also time method='power' for the curvature")
     ap.add_argument("--run-folder", default=None,
@@ -74,7 +83,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    spec = RunSpec(init=args.init)
+    from bertscape.profiles import get_profile
+
+    quick = get_profile("quick")
+    spec = quick.run_spec("movies", args.init)  # the book's main run: `make book` caches it
     if args.run_folder:
         import json
 
@@ -91,23 +103,40 @@ def main() -> None:
         run, train_s = ensure_run(spec)
     rss_before = peak_rss_gb()
 
+    if args.settings == "quick":
+        kw = dict(n_train_eval=512, n_dev_eval=512, alphas=quick.layer_alphas, precision=quick.curve_precision,
+                  n_hessian=quick.hessian_n_eval, hessian_iters=quick.layer_hessian_steps, cka_tokens=quick.cka_tokens)
+    else:
+        kw = {}
+    import inspect
+
+    sig = inspect.signature(LY.analyze_run).parameters
+    used = {k: kw.get(k, sig[k].default) for k in ("n_train_eval", "n_dev_eval", "alphas", "views", "orders",
+                                                    "precision", "n_hessian", "hessian_iters", "hessian_method",
+                                                    "cka_tokens")}
+    rss_after, seconds = {}, {}
     t = time.perf_counter()
-    rep = LY.analyze_run(run, force=True, device="cpu", progress=False)
+    for m in LY.MEASURES:  # one at a time (wall time of each call), to see which sets the memory peak
+        t_m = time.perf_counter()
+        LY.analyze_run(run, [m], force=True, device="cpu", progress=False, **kw)
+        seconds[m], rss_after[m] = time.perf_counter() - t_m, peak_rss_gb()
     total = time.perf_counter() - t
     rss = peak_rss_gb()
-
-    defaults = (f"n_train_eval=512, n_dev_eval=512, alphas={list(LY.DEFAULT_ALPHAS)}, views=['theta1'], "
-                f"orders={list(LY.RESTORE_ORDERS)}, n_hessian=64, hessian_iters=8 (lanczos), cka_tokens=4096")
+    rep = LY.analyze_run(run, device="cpu", progress=False, **kw)  # all measures, from the cache just written
+    defaults = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in used.items())
     notes = {
         "change": "relative change per group and per sub-module (no evaluation)",
         "curves": f"{rep.curves.sizes['group']} groups × {rep.curves.sizes['alpha']} α, train + dev",
         "restore": f"{len(rep.restore)} rows, {rep.restore['restored'].nunique()} distinct points, train + dev",
-        "curvature": f"top Hessian eigenvalue per group, {int(rep.curvature['iterations'].max())} Lanczos steps, 64 sentences",
+        "curvature": f"top Hessian eigenvalue per group, {int(rep.curvature['iterations'].max())} Lanczos steps, "
+                     f"{used['n_hessian']} sentences",
         "cka": f"{int(rep.cka['n_tokens'].iloc[0])} dev tokens, θ0 and θ1 hidden states",
     }
-    rows = [{"measure": m, "seconds": round(s, 1), "what": notes[m]} for m, s in rep.seconds.items()]
-    rows.append({"measure": "total", "seconds": round(total, 1),
-                 "what": f"target ≤ {BUDGET_S:.0f} s: {'met' if total <= BUDGET_S else 'NOT met'}"})
+    rows = [{"measure": m, "seconds": round(seconds[m], 1), "peak RSS after (GB)": round(rss_after[m], 2),
+             "what": notes[m]} for m in LY.MEASURES]
+    rows.append({"measure": "total", "seconds": round(total, 1), "peak RSS after (GB)": round(rss, 2),
+                 "what": f"targets ≤ {BUDGET_S:.0f} s: {'met' if total <= BUDGET_S else 'NOT met'}; "
+                         f"≤ {BUDGET_RSS_GB:.0f} GB: {'met' if rss <= BUDGET_RSS_GB else 'NOT met'}"})
     if args.compare_hessian:
         import numpy as np
 
@@ -119,16 +148,19 @@ def main() -> None:
         t = time.perf_counter()
         pw = LY.layer_curvature(model, hs, iters=8, method="power", progress=False)
         rows.append({"measure": "curvature (power, 8 steps)", "seconds": round(time.perf_counter() - t, 1),
+                     "peak RSS after (GB)": round(peak_rss_gb(), 2),
                      "what": "max |λ_power/λ_lanczos − 1| = "
                              f"{float(((pw['eigenvalue'] / rep.curvature['eigenvalue']) - 1).abs().max()):.3f}"})
     table = pd.DataFrame(rows)
 
     threads = torch.get_num_threads()
     load = os.getloadavg()[0]
-    header = (f"Command: `python benchmarks/bench_layers.py{' --init ' + args.init if args.init != 'pretrained' else ''}` — "
+    flags = (f"{' --init ' + args.init if args.init != 'pretrained' else ''}"
+             f"{' --settings ' + args.settings if args.settings != 'quick' else ''}")
+    header = (f"Command: `python benchmarks/bench_layers.py{flags}` — "
               f"{datetime.date.today()}, torch {torch.__version__}, {threads} CPU threads, {platform.machine()}, "
               f"run {spec.label()} (embedded MiniLM-L6, movies, 2,000 train / 512 dev sentences), "
-              f"defaults: {defaults}. Peak RSS of the analysis: {rss:.2f} GB (before it: {rss_before:.2f} GB; "
+              f"settings '{args.settings}': {defaults}. Peak RSS of the analysis: {rss:.2f} GB (before it: {rss_before:.2f} GB; "
               f"target ≤ {BUDGET_RSS_GB:.0f} GB). 1-minute load average at the end: {load:.1f} "
               f"(other jobs sharing the cores slow every number here).")
     if train_s:

@@ -885,7 +885,8 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
             seeded training evaluation subset, so a random sample, not the shortest sentences).
             Every Hessian-vector product costs a forward, a backward and a double backward
             (measured ≈ 5–8× one evaluation of the same sentences); 64 sentences × 8 steps × 9
-            groups is ~1 minute for MiniLM on 2 idle CPU cores, which the 5-minute budget allows.
+            groups took 126 s for MiniLM on 2 idle CPU cores and raised the peak memory to 3.45 GB;
+            the quick profile uses 32 sentences × 4 steps (34 s, 2.3 GB; benchmarks/RESULTS.md).
         hessian_iters: Lanczos (or power-iteration) steps per group (see :func:`layer_curvature`).
             Lanczos finds the top eigenvalue in far fewer steps than power iteration (measured on
             the quick run: after 2 power steps the estimates still moved by ~100 %), hence the default.
