@@ -368,7 +368,16 @@ def from_params(profile: str = DEFAULT_PROFILE, tasks: str | Sequence[str] | Non
     ``tasks``, ``glue_dir``, ``seeds`` and ``model`` left as ``None`` keep the profile's values;
     ``tasks`` may be a list or a comma-separated string (``-p tasks mrpc,rte``); ``seeds`` a list or
     one integer. ``overrides`` is a dict of further fields.
+
+    papermill's ``-p`` passes a list or dict as text (``-p tasks '["mrpc"]'`` arrives as the string
+    ``'["mrpc"]'``), so ``tasks``, ``seeds`` and ``overrides`` given as strings in list or dict syntax
+    are parsed as YAML (a superset of JSON) first.
     """
+    tasks = _parse_text("tasks", tasks, list)
+    seeds = _parse_text("seeds", seeds, list)
+    overrides = _parse_text("overrides", overrides, dict)
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise bad_value("overrides", overrides, "a dict of profile fields, e.g. {'n_train': 500}")
     changes: dict[str, Any] = dict(overrides or {})
     if seeds is not None and seeds != []:
         changes["seeds"] = tuple(seeds) if isinstance(seeds, (list, tuple)) else (seeds,)
@@ -379,6 +388,21 @@ def from_params(profile: str = DEFAULT_PROFILE, tasks: str | Sequence[str] | Non
     if glue_dir is not None and glue_dir != "":
         changes["glue_dir"] = str(glue_dir)
     return get_profile(profile, **changes)
+
+
+def _parse_text(param: str, value: Any, kind: type) -> Any:
+    """``value`` parsed as YAML when it is a string written as a list (``[...]``) or dict (``{...}``)."""
+    if not isinstance(value, str) or not value.strip().startswith("[{"[kind is dict]):
+        return value
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise bad_value(param, value, f"a {kind.__name__} in JSON/YAML syntax ({err.__class__.__name__})") from None
+    if not isinstance(parsed, kind):
+        raise bad_value(param, value, f"a {kind.__name__} in JSON/YAML syntax")
+    return parsed
 
 
 def profile_table(names: Sequence[str] = PROFILE_NAMES, fields_: Sequence[str] | None = None) -> "Any":

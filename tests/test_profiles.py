@@ -94,6 +94,17 @@ def test_from_params_keeps_profile_values_for_none() -> None:
     assert p.tasks == ("movies", "amazon") and p.glue_dir == "/data/glue" and p.epochs == 2
 
 
+def test_from_params_parses_papermill_text_values() -> None:
+    # `papermill -p tasks '["mrpc"]' -p seeds '[0, 1]' -p overrides '{"epochs": 2}'` passes strings
+    p = from_params("smoke", '["movies", "amazon"]', None, '{"epochs": 2, "grid_points": [9, 9]}', seeds="[0, 1]")
+    assert p.tasks == ("movies", "amazon") and p.seeds == (0, 1) and p.epochs == 2 and p.grid_points == (9, 9)
+    assert from_params("smoke", "movies,amazon").tasks == ("movies", "amazon")
+    with pytest.raises(BertscapeError, match=r"overrides='\{epochs: \[' is not accepted; expected a dict"):
+        from_params("smoke", overrides="{epochs: [")
+    with pytest.raises(BertscapeError, match=r"seeds='\[0, -1\]'|seeds=\(0, -1\)"):
+        from_params("smoke", seeds="[0, -1]")
+
+
 def test_every_field_is_documented_and_tabulated() -> None:
     t = profile_table()
     assert list(t.columns) == [*PROFILE_NAMES, "meaning"]

@@ -197,3 +197,25 @@ def test_screenshot_is_not_blank(site: Path, driver) -> None:
     non_white = sum(1 for px in img.getdata() if px < 235) / (img.width * img.height)
     assert stat.stddev[0] > 20, f"screenshot nearly uniform (stddev {stat.stddev[0]:.1f})"
     assert non_white > 0.05, f"screenshot nearly blank ({non_white:.1%} non-white pixels)"
+
+
+def test_papermill_chapter_on_a_glue_task_with_two_seeds(tmp_path: Path, glue_dir: Path) -> None:
+    """The README's re-run recipe: the papermill CLI, a GLUE task from a local folder, several seeds."""
+    import subprocess
+    import sys
+
+    import nbformat
+
+    out = tmp_path / "out.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(REPO_ROOT / "book" / "01_pretraining_init.ipynb"), str(out),
+           "-p", "profile", "smoke", "-p", "tasks", '["rte"]', "-p", "glue_dir", str(glue_dir),
+           "-p", "seeds", "[0, 1]", "--cwd", str(REPO_ROOT / "book"), "--no-progress-bar"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "BERTSCAPE_PROGRESS": "0"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nb = nbformat.read(out, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
+    # the verdict table (last cell) has claim rows for the GLUE task and both seeds
+    table = nb.cells[-1].outputs[-1]["data"]["text/html"]
+    assert "rte" in table and ">1<" in table and ">0<" in table
