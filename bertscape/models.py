@@ -57,7 +57,6 @@ def resolve_model(model: str) -> str:
 
 def load_tokenizer(model: str) -> Any:
     """The model's tokenizer (fast WordPiece for BERT-family models)."""
-    from transformers import AutoTokenizer
 
     return _load_tokenizer_cached(resolve_model(model))
 

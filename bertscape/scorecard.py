@@ -14,9 +14,8 @@ Criteria and tolerances (chosen before looking at results, from the paper's word
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
-
 import math
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import cache
 from .data import get_task
-from .errors import BertscapeError, bad_value, check_positive_int
+from .errors import bad_value, check_positive_int
 from .models import INITS
 
 #: Default peak learning rates. At the quick size (2,000 sentences, 63 steps an epoch) the

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from . import cache
 from .data import Encoded, encode, load_split, subset_indices, train_batches
-from .evaluate import EvalSet, evaluate, forward_logits, loss_fn, prepare_eval
+from .evaluate import evaluate, forward_logits, loss_fn, prepare_eval
 from .models import autocast_dtype, build_model, load_state, load_tokenizer, resolve_device, trainable_state
 from .progress import progress_enabled
 from .spec import RunSpec
