@@ -32,7 +32,7 @@ TRACE_METHODS = ("hutchinson", "hutch++")
 
 
 @contextlib.contextmanager
-def _second_order_mode(model: torch.nn.Module) -> Iterator[None]:
+def second_order_mode(model: torch.nn.Module) -> Iterator[None]:
     """Eval mode and the differentiable-twice SDPA kernel for the duration of the block."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -89,7 +89,7 @@ def hessian_top_eigenvalues(model: torch.nn.Module, evalset: EvalSet, k: int = 1
     from hessian_eigenthings import lanczos
 
     check_positive_int("k", k)
-    with _second_order_mode(model):
+    with second_order_mode(model):
         op = hessian_operator(model, evalset, names, max_batches)
         if k > op.size:
             raise bad_value("k", k, f"at most the number of selected parameters ({op.size})")
@@ -115,7 +115,7 @@ def hessian_trace(model: torch.nn.Module, evalset: EvalSet, n_samples: int = 50,
     check_positive_int("n_samples", n_samples)
     if method not in TRACE_METHODS:
         raise bad_value("method", method, TRACE_METHODS)
-    with _second_order_mode(model):
+    with second_order_mode(model):
         op = hessian_operator(model, evalset, names, max_batches)
         op = _in_float64(op)
         if method == "hutchinson":
@@ -178,6 +178,6 @@ def dense_hessian(model: torch.nn.Module, evalset: EvalSet, names: str | Sequenc
             total = total + loss_fn(evalset.task, logits.float(), b["labels"], reduction="sum")
         return total / n_examples
 
-    with _second_order_mode(model):
+    with second_order_mode(model):
         h = torch.autograd.functional.hessian(f, flat0)
     return h.detach().double().numpy()

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 import torch
 
 from . import cache
 from .data import Batch, Encoded, Task, eval_batches
-from .metrics import compute_metrics
+from .metrics import compute_metrics, dev_error
 from .models import autocast_dtype
 
 
@@ -69,3 +70,20 @@ def evaluate(model: torch.nn.Module, data: EvalSet, precision: str = "auto") -> 
     result = compute_metrics(data.task, torch.cat(outputs).cpu().numpy(), data.labels)
     result["loss"] = float(total) / len(data)
     return result
+
+
+def evaluate_sets(model: torch.nn.Module, evalsets: Mapping[str, EvalSet], precision: str = "auto") -> dict[str, float]:
+    """:func:`evaluate` on several named sets, flattened: ``<set>_loss``, ``<set>_error``
+    (1 − main metric, see :func:`~bertscape.metrics.dev_error`), ``<set>_metric`` (the task's main
+    metric) and ``<set>_<metric>`` for every task metric. These are the variables a landscape grid
+    and a per-layer curve hold."""
+    out: dict[str, float] = {}
+    for name, es in evalsets.items():
+        m = evaluate(model, es, precision)
+        out[f"{name}_loss"] = float(m["loss"])
+        out[f"{name}_error"] = float(dev_error(es.task, m))
+        out[f"{name}_metric"] = float(m[es.task.main_metric])
+        for k, v in m.items():
+            if k != "loss":
+                out[f"{name}_{k}"] = float(v)
+    return out

@@ -39,8 +39,7 @@ from . import cache
 from .directions import (ParamDict, PointWriter, cached_direction, content_hash, cosine, direction_key, dot, norm,
                          orthogonalise, pca_directions, random_direction, resolve_names, restrict, scale, sub)
 from .errors import BertscapeError, bad_value
-from .evaluate import EvalSet, evaluate, prepare_eval
-from .metrics import dev_error
+from .evaluate import EvalSet, evaluate, evaluate_sets, prepare_eval
 from .models import autocast_dtype, resolve_device
 from .progress import progress_enabled
 
@@ -232,15 +231,7 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
         for idx in todo:
             pos = np.unravel_index(idx, shape)
             writer.set(*(float(a[p]) for a, p in zip(axes, pos)))
-            point: dict[str, float] = {}
-            for name, es in evalsets.items():
-                m = evaluate(model, es, precision)
-                point[f"{name}_loss"] = m["loss"]
-                point[f"{name}_error"] = dev_error(es.task, m)
-                point[f"{name}_metric"] = m[es.task.main_metric]
-                for mk, mv in m.items():
-                    if mk != "loss":
-                        point[f"{name}_{mk}"] = mv
+            point = evaluate_sets(model, evalsets, precision)
             for k, v in point.items():
                 if k not in values:
                     values[k] = np.full(shape, np.nan)

@@ -27,7 +27,6 @@ so depth trends can be plotted or correlated directly.
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -40,10 +39,11 @@ import torch
 import xarray as xr
 
 from . import cache
-from .directions import ParamDict, PointWriter, restrict
+from .directions import ParamDict, restrict
+from .curvature import hessian_top_eigenvalues, second_order_mode
 from .errors import BertscapeError, bad_value, check_positive_int
-from .evaluate import EvalSet, evaluate, forward_logits, loss_fn
-from .metrics import dev_error
+from .landscape import curve_1d
+from .evaluate import EvalSet, evaluate_sets, forward_logits, loss_fn
 from .models import load_state
 from .progress import progress_enabled
 
@@ -65,11 +65,6 @@ CURVE_VIEWS = ("theta1", "theta0")
 
 #: Measures computed by :func:`analyze_run`.
 MEASURES = ("change", "curves", "restore", "curvature", "cka")
-
-try:  # the project's 1D-curve engine, when present (bertscape.landscape)
-    from .landscape import curve_1d
-except ImportError:  # pragma: no cover - landscape is part of the package; kept for partial checkouts
-    curve_1d = None
 
 _LAYER_RE = re.compile(r"(?:^|\.)(?:encoder|transformer)\.layers?\.(\d+)\.")
 _HEAD_PREFIXES = ("classifier.", "score.", "pre_classifier.", "qa_outputs.", "head.")
@@ -283,21 +278,6 @@ def relative_change(theta0: Mapping[str, torch.Tensor], theta1: Mapping[str, tor
 
 # ----------------------------------------------------------------------------- evaluation helpers
 
-def _flat_eval(model: torch.nn.Module, evalsets: Mapping[str, EvalSet], precision: str) -> dict[str, float]:
-    """``<set>_loss``, ``<set>_error`` (1 − main metric), ``<set>_metric`` (the main metric) and
-    ``<set>_<metric>`` for every task metric: the variables :mod:`bertscape.landscape` grids hold."""
-    out: dict[str, float] = {}
-    for name, es in evalsets.items():
-        m = evaluate(model, es, precision)
-        out[f"{name}_loss"] = float(m["loss"])
-        out[f"{name}_error"] = float(dev_error(es.task, m))
-        out[f"{name}_metric"] = float(m[es.task.main_metric])
-        for k, v in m.items():
-            if k != "loss":
-                out[f"{name}_{k}"] = float(v)
-    return out
-
-
 def _check_evalsets(evalsets: Mapping[str, EvalSet]) -> dict[str, EvalSet]:
     if not isinstance(evalsets, Mapping) or not evalsets or not all(isinstance(v, EvalSet) for v in evalsets.values()):
         raise bad_value("evalsets", type(evalsets).__name__, "a non-empty dict of name → EvalSet, e.g. {'train': …, 'dev': …}")
@@ -363,7 +343,7 @@ def layer_curves(model: torch.nn.Module, theta0: ParamDict, theta1: ParamDict, e
         load_state(model, base_state)
         shared: dict[str, float] | None = None
         if np.any(a == shared_alpha):
-            shared = _flat_eval(model, evalsets, precision)
+            shared = evaluate_sets(model, evalsets, precision)
             bar.update(1)
         for g in groups:
             names = layers.names_of(g)
@@ -372,19 +352,11 @@ def layer_curves(model: torch.nn.Module, theta0: ParamDict, theta1: ParamDict, e
             pts = a[a != shared_alpha]
             if shared is not None:
                 results[(g, shared_alpha)] = shared
-            if curve_1d is not None:  # the project's grid engine (same PointWriter + evaluate underneath)
-                bar.set_postfix(group=g, refresh=False)
-                ds_g = curve_1d(model, t0g, d1g, pts, evalsets, precision=precision, progress=False,
-                                callback=lambda i, point: bar.update(1))
-                for j, alpha in enumerate(pts):
-                    results[(g, float(alpha))] = {v: float(ds_g[v].values[j]) for v in ds_g.data_vars if v != "done"}
-            else:
-                writer = PointWriter(model, t0g, [d1g])
-                for alpha in pts:
-                    writer.set(float(alpha))
-                    results[(g, float(alpha))] = _flat_eval(model, evalsets, precision)
-                    bar.update(1)
-                    bar.set_postfix(group=g, alpha=f"{alpha:g}", refresh=False)
+            bar.set_postfix(group=g, refresh=False)
+            ds_g = curve_1d(model, t0g, d1g, pts, evalsets, precision=precision, progress=False,
+                            callback=lambda i, point: bar.update(1))
+            for j, alpha in enumerate(pts):
+                results[(g, float(alpha))] = {v: float(ds_g[v].values[j]) for v in ds_g.data_vars if v != "done"}
             load_state(model, restrict(base_state, names))  # exact reset before the next group
     finally:
         bar.close()
@@ -493,7 +465,7 @@ def restore_layers(model: torch.nn.Module, theta0: ParamDict, theta1: ParamDict,
             load_state(model, theta1)
             if s:
                 load_state(model, restrict(theta0, layers.names_of(sorted(s, key=list(layers.groups).index))))
-            memo[s] = _flat_eval(model, evalsets, precision)
+            memo[s] = evaluate_sets(model, evalsets, precision)
             bar.update(1)
     finally:
         bar.close()
@@ -563,14 +535,13 @@ def layer_curvature(model: torch.nn.Module, data: EvalSet, groups: Sequence[str]
     layers = layers if layers is not None else discover_layers(model)
     groups = _check_groups(groups, layers)
     if method == "lanczos":
-        from .curvature import hessian_top_eigenvalues
-
         rows = []
         bar = _bar(len(groups), "layer curvature (Lanczos)", progress)
         try:
             for g in groups:
                 names = layers.names_of(g)
-                n = sum(p.numel() for k, p in model.named_parameters() if k in set(names))
+                chosen = set(names)
+                n = sum(p.numel() for k, p in model.named_parameters() if k in chosen)
                 steps = min(int(iters), n)
                 lam = hessian_top_eigenvalues(model, data, k=1, names=names, max_iter=steps, seed=seed)[0]
                 rows.append({"layer_index": layers.layer_index(g), "n_params": n, "eigenvalue": float(lam),
@@ -592,64 +563,56 @@ def layer_curvature(model: torch.nn.Module, data: EvalSet, groups: Sequence[str]
     done = {g: False for g in groups}
     its = {g: 0 for g in groups}
     flat = [p for g in groups for p in gparams[g]]
-    was_training = model.training
-    model.eval()
     req = {n: p.requires_grad for n, p in params.items()}
     bar = _bar(iters, "layer curvature", progress)
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    # The fused CPU/GPU attention kernels have no double backward; the math kernel does.
-    math_attention = sdpa_kernel([SDPBackend.MATH])
-    math_attention.__enter__()
     try:
         for p in params.values():
             p.requires_grad_(False)
         for p in flat:
             p.requires_grad_(True)
-        for _ in range(iters):
-            active = [g for g in groups if not done[g]]
-            if not active:
-                break
-            hv = {g: [torch.zeros_like(p) for p in gparams[g]] for g in active}
-            act_params = [p for g in active for p in gparams[g]]
-            for batch in data.batches:
-                loss = _hvp_set_loss(model, data, batch)
-                grads = torch.autograd.grad(loss, act_params, create_graph=True, allow_unused=True)
-                pos = 0
-                for j, g in enumerate(active):
-                    ng = len(gparams[g])
-                    gg = grads[pos:pos + ng]
-                    pos += ng
-                    terms = [torch.sum(a * b) for a, b in zip(gg, vecs[g]) if a is not None and a.requires_grad]
-                    if not terms:  # the loss is (at most) linear in this group here: zero block
-                        continue
-                    out = torch.autograd.grad(sum(terms), gparams[g], retain_graph=j < len(active) - 1,
-                                              allow_unused=True)
-                    for acc, o in zip(hv[g], out):
-                        if o is not None:
-                            acc.add_(o.detach())
-                del grads, loss
-            for g in active:
-                lam = float(sum(torch.sum(a * b) for a, b in zip(vecs[g], hv[g])))
-                nrm = math.sqrt(sum(float(torch.sum(x * x)) for x in hv[g]))
-                its[g] += 1
-                if not math.isnan(eig[g]):
-                    rel[g] = abs(lam - eig[g]) / max(abs(lam), 1e-12)
-                    done[g] = rel[g] < tol
-                eig[g] = lam
-                if nrm > 0:
-                    vecs[g] = [x / nrm for x in hv[g]]
-                else:  # zero block: the eigenvalue is 0
-                    done[g] = True
-                    rel[g] = 0.0
-            bar.update(1)
+        with second_order_mode(model):  # eval mode, and the attention kernel with a double backward
+            for _ in range(iters):
+                active = [g for g in groups if not done[g]]
+                if not active:
+                    break
+                hv = {g: [torch.zeros_like(p) for p in gparams[g]] for g in active}
+                act_params = [p for g in active for p in gparams[g]]
+                for batch in data.batches:
+                    loss = _hvp_set_loss(model, data, batch)
+                    grads = torch.autograd.grad(loss, act_params, create_graph=True, allow_unused=True)
+                    pos = 0
+                    for j, g in enumerate(active):
+                        ng = len(gparams[g])
+                        gg = grads[pos:pos + ng]
+                        pos += ng
+                        terms = [torch.sum(a * b) for a, b in zip(gg, vecs[g]) if a is not None and a.requires_grad]
+                        if not terms:  # the loss is (at most) linear in this group here: zero block
+                            continue
+                        out = torch.autograd.grad(sum(terms), gparams[g], retain_graph=j < len(active) - 1,
+                                                  allow_unused=True)
+                        for acc, o in zip(hv[g], out):
+                            if o is not None:
+                                acc.add_(o.detach())
+                    del grads, loss
+                for g in active:
+                    lam = float(sum(torch.sum(a * b) for a, b in zip(vecs[g], hv[g])))
+                    nrm = math.sqrt(sum(float(torch.sum(x * x)) for x in hv[g]))
+                    its[g] += 1
+                    if not math.isnan(eig[g]):
+                        rel[g] = abs(lam - eig[g]) / max(abs(lam), 1e-12)
+                        done[g] = rel[g] < tol
+                    eig[g] = lam
+                    if nrm > 0:
+                        vecs[g] = [x / nrm for x in hv[g]]
+                    else:  # zero block: the eigenvalue is 0
+                        done[g] = True
+                        rel[g] = 0.0
+                bar.update(1)
     finally:
-        math_attention.__exit__(None, None, None)
         bar.close()
         for n, p in params.items():
             p.requires_grad_(req[n])
             p.grad = None
-        model.train(was_training)
     rows = [{"layer_index": layers.layer_index(g), "n_params": sum(p.numel() for p in gparams[g]),
              "eigenvalue": eig[g], "iterations": its[g], "rel_change": rel[g], "converged": bool(done[g])}
             for g in groups]

@@ -77,7 +77,7 @@ def test_matches_a_dense_hessian_on_a_tiny_bert(toy_model, toy_evalsets):
     got = C.hessian_top_eigenvalues(toy_model, es, k=2, names=names, max_iter=50)
     np.testing.assert_allclose(got, ev[:2], rtol=1e-3, atol=1e-6)
     # Hessian-vector products of the library's operator equal the dense matrix's
-    with C._second_order_mode(toy_model):
+    with C.second_order_mode(toy_model):
         op = C.hessian_operator(toy_model, es, names)
         v = torch.randn(op.size, generator=torch.Generator().manual_seed(0))
         hv = op.matvec(v).detach().double().numpy()
