@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 #: Bump when a change to the code alters cached results.
-CODE_VERSION = "0.1.0"
+CODE_VERSION = "0.2.0"
 #: Bump when the data preparation (splits, label rules) changes.
 DATA_VERSION = "1"
 

@@ -82,10 +82,15 @@ def _in_float64(op):
 
 def hessian_top_eigenvalues(model: torch.nn.Module, evalset: EvalSet, k: int = 1,
                             names: str | Sequence[str] | None = None, max_iter: int | None = None, seed: int = 0,
-                            max_batches: int | None = None) -> list[float]:
+                            max_batches: int | None = None,
+                            return_residuals: bool = False) -> list[float] | tuple[list[float], list[float]]:
     """The ``k`` largest (algebraic) eigenvalues of the loss Hessian, largest first (Lanczos with
     full re-orthogonalisation; ``max_iter`` steps, default ``max(2k, 30)`` capped at the number
-    of parameters; more steps = more accurate, each costs one Hessian-vector product over the set)."""
+    of parameters; more steps = more accurate, each costs one Hessian-vector product over the set).
+
+    With ``return_residuals`` also the Ritz residual norms ‖H·v − λ·v‖ of the same eigenpairs (the
+    library's estimate |β_m·s_m,i|): some true eigenvalue lies within that distance of each estimate,
+    so it is the estimate's uncertainty from stopping after ``max_iter`` steps."""
     from hessian_eigenthings import lanczos
 
     check_positive_int("k", k)
@@ -97,8 +102,9 @@ def hessian_top_eigenvalues(model: torch.nn.Module, evalset: EvalSet, k: int = 1
         if steps < k:
             raise bad_value("max_iter", max_iter, f"at least k={k}")
         res = lanczos(_in_float64(op), k=k, max_iter=steps, which="LA", seed=seed, reorthogonalize=True)
-    vals = sorted((float(v) for v in res.eigenvalues), reverse=True)
-    return vals
+    pairs = sorted(zip((float(v) for v in res.eigenvalues), (float(r) for r in res.residuals)), reverse=True)
+    vals = [v for v, _ in pairs]
+    return (vals, [r for _, r in pairs]) if return_residuals else vals
 
 
 def hessian_trace(model: torch.nn.Module, evalset: EvalSet, n_samples: int = 50,

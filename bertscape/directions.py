@@ -212,6 +212,32 @@ def random_direction(reference: ParamDict, seed: int, policy: str = "filter", bi
     return {n: out[n] for n in chosen}
 
 
+def filter_normalise(d: ParamDict, reference: ParamDict) -> ParamDict:
+    """``d`` rescaled row by row to the norms of the same rows of ``reference`` (usually the
+    weights θ1): Li et al.'s filter normalisation, applied to a given direction.
+
+    Every row of a tensor with ≥ 2 dimensions (viewed as ``(shape[0], -1)``; for an embedding
+    table, one token's vector) gets the norm of the matching row of ``reference``; 1-D tensors
+    (biases, LayerNorm gains and shifts) are scaled as a whole, as :func:`random_direction` does
+    with ``bias_policy="whole"``. A zero row of ``d`` stays zero (a token fine-tuning never saw is
+    not moved). A step of t along the result moves every row by t times its own norm, so widths
+    measured in these units compare networks whose weights have different scales (a pre-trained
+    and a from-scratch network: ‖θ1‖ ≈ 280 vs ≈ 120 for MiniLM).
+    """
+    out: ParamDict = {}
+    for name, v in d.items():
+        ref = reference[name].detach().float().cpu()
+        x = v.detach().float().cpu()
+        if x.dim() <= 1:
+            out[name] = _scale_to(x, ref)
+            continue
+        x2, r2 = x.reshape(x.shape[0], -1), ref.reshape(ref.shape[0], -1)
+        xn = x2.norm(dim=1, keepdim=True)
+        factor = torch.where(xn > 0, r2.norm(dim=1, keepdim=True) / xn.clamp_min(1e-30), torch.zeros_like(xn))
+        out[name] = (x2 * factor).reshape(x.shape)
+    return out
+
+
 def _scale_to(draw: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     dn = float(draw.norm())
     return draw * (float(ref.norm()) / dn) if dn > 0 else torch.zeros_like(draw)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -51,39 +51,59 @@ def forward_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, data: EvalSet, precision: str = "auto") -> dict[str, float]:
-    """Mean loss and task metrics of ``model`` (in eval mode: no dropout) on ``data``."""
+def evaluate(model: torch.nn.Module, data: EvalSet, precision: str = "auto",
+             per_sample: bool = False) -> dict[str, Any]:
+    """Mean loss and task metrics of ``model`` (in eval mode: no dropout) on ``data``.
+
+    Also ``loss_se``, the standard error of the mean loss over the sentences (their standard
+    deviation / √n): the noise of a loss measured on this many sentences. With ``per_sample``
+    the result also holds ``sample_loss`` (one loss per sentence) and ``sample_pred`` (the
+    predicted class, or the predicted value for regression), in the set's batch order (that of
+    ``data.labels``), for bootstraps over sentences.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     dtype = autocast_dtype(precision, device)
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    outputs = []
+    losses, outputs = [], []
     try:
         for batch in data.batches:  # no host synchronisation inside the loop (it stalls a GPU)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = forward_logits(model, batch)
-            total += loss_fn(data.task, logits, batch["labels"], reduction="sum").double()
+            losses.append(loss_fn(data.task, logits, batch["labels"], reduction="none").double().reshape(-1))
             outputs.append(logits.float())
     finally:
         model.train(was_training)
-    result = compute_metrics(data.task, torch.cat(outputs).cpu().numpy(), data.labels)
-    result["loss"] = float(total) / len(data)
+    out_np = torch.cat(outputs).cpu().numpy()
+    loss_np = torch.cat(losses).cpu().numpy()
+    result: dict[str, Any] = compute_metrics(data.task, out_np, data.labels)
+    result["loss"] = float(loss_np.mean())
+    result["loss_se"] = float(loss_np.std(ddof=1) / np.sqrt(len(loss_np))) if len(loss_np) > 1 else float("nan")
+    if per_sample:
+        result["sample_loss"] = loss_np
+        result["sample_pred"] = predictions(data.task, out_np)
     return result
 
 
-def evaluate_sets(model: torch.nn.Module, evalsets: Mapping[str, EvalSet], precision: str = "auto") -> dict[str, float]:
-    """:func:`evaluate` on several named sets, flattened: ``<set>_loss``, ``<set>_error``
-    (1 − main metric, see :func:`~bertscape.metrics.dev_error`), ``<set>_metric`` (the task's main
-    metric) and ``<set>_<metric>`` for every task metric. These are the variables a landscape grid
-    and a per-layer curve hold."""
-    out: dict[str, float] = {}
+def predictions(task: Task, outputs: np.ndarray) -> np.ndarray:
+    """Predicted class (argmax of the logits) or, for regression, the predicted value."""
+    return outputs.reshape(-1).astype(np.float64) if task.is_regression else outputs.argmax(-1).astype(np.int64)
+
+
+def evaluate_sets(model: torch.nn.Module, evalsets: Mapping[str, EvalSet], precision: str = "auto",
+                  per_sample: bool = False) -> dict[str, Any]:
+    """:func:`evaluate` on several named sets, flattened: ``<set>_loss``, ``<set>_loss_se``,
+    ``<set>_error`` (1 − main metric, see :func:`~bertscape.metrics.dev_error`), ``<set>_metric``
+    (the task's main metric) and ``<set>_<metric>`` for every task metric; with ``per_sample``
+    also the arrays ``<set>_sample_loss`` and ``<set>_sample_pred``. These are the variables a
+    landscape grid and a per-layer curve hold."""
+    out: dict[str, Any] = {}
     for name, es in evalsets.items():
-        m = evaluate(model, es, precision)
+        m = evaluate(model, es, precision, per_sample)
         out[f"{name}_loss"] = float(m["loss"])
         out[f"{name}_error"] = float(dev_error(es.task, m))
         out[f"{name}_metric"] = float(m[es.task.main_metric])
         for k, v in m.items():
             if k != "loss":
-                out[f"{name}_{k}"] = float(v)
+                out[f"{name}_{k}"] = v if k.startswith("sample_") else float(v)
     return out

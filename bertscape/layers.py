@@ -42,13 +42,13 @@ from . import cache
 from .directions import ParamDict, restrict
 from .curvature import hessian_top_eigenvalues, second_order_mode
 from .errors import BertscapeError, bad_value, check_positive_int
-from .landscape import curve_1d
+from .landscape import curve_1d, eval_sets_for_run
 from .evaluate import EvalSet, evaluate_sets, forward_logits, loss_fn
 from .models import load_state
 from .progress import progress_enabled
 
 #: Bump when a change here alters cached layer results.
-LAYERS_VERSION = "1"
+LAYERS_VERSION = "2"
 
 #: α values of the per-layer curves. α = 0 is the layer at θ0, α = 1 at θ1. The points 0.75 and
 #: 1.25 give a symmetric finite difference (h = 0.25) for the curvature at α = 1; h = 0.25 rather
@@ -806,9 +806,11 @@ def _write_nc(path: Path, ds: xr.Dataset) -> None:
         ds.to_netcdf(tmp, engine="h5netcdf")
 
 
-def _run_evalsets(run, n_train_eval: int | None, n_dev_eval: int | None, seed: int, device: torch.device
-                  ) -> tuple[dict[str, EvalSet], EvalSet]:
-    """(``{"train": …, "dev": …}``, the training subset used for the Hessian)."""
+def _run_evalsets(run, n_train_eval: int | None, n_dev_eval: int | None, seed: int, device: torch.device,
+                  n_hessian: int) -> tuple[dict[str, EvalSet], EvalSet]:
+    """(``{"train": …, "dev": …}``, the training sentences the Hessian is taken on: the stratified,
+    seeded sample of :func:`bertscape.landscape.eval_sets_for_run` that chapter 2's whole-model
+    Hessian uses too, not the first rows of a label-ordered file)."""
     from .data import subset_indices
     from .evaluate import prepare_eval
     from .train import run_data
@@ -819,7 +821,8 @@ def _run_evalsets(run, n_train_eval: int | None, n_dev_eval: int | None, seed: i
                                          seed, stratify=stratify, param="n_train_eval"))
     dv = dev_enc if n_dev_eval is None or n_dev_eval >= len(dev_enc) else dev_enc.select(
         subset_indices(dev_enc.labels, n_dev_eval, seed, stratify=stratify, param="n_dev_eval"))
-    return {"train": prepare_eval(tr, device), "dev": prepare_eval(dv, device)}, tr
+    hessian = eval_sets_for_run(run, n_hessian, seed, device)["train"]
+    return {"train": prepare_eval(tr, device), "dev": prepare_eval(dv, device)}, hessian
 
 
 def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | None = 512,
@@ -844,8 +847,9 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
             is one view because every view costs G × (len(alphas) − 1) evaluations of both sets
             (~100 s for MiniLM on 2 CPU cores); add ``theta0`` on a GPU or with time to spare.
         orders: restore orders (see :func:`restore_sets`).
-        n_hessian: training sentences for the per-group Hessian (the first ``n_hessian`` of the
-            seeded training evaluation subset, so a random sample, not the shortest sentences).
+        n_hessian: training sentences for the per-group Hessian: a stratified, seeded sample of the
+            run's training subset (``landscape.eval_sets_for_run``), the same sentences as the
+            whole-model Hessian of ``study.curvature_numbers`` for the same size and seed.
             Every Hessian-vector product costs a forward, a backward and a double backward
             (measured ≈ 5–8× one evaluation of the same sentences); 64 sentences × 8 steps × 9
             groups took 126 s for MiniLM on 2 idle CPU cores and raised the peak memory to 3.45 GB;
@@ -915,7 +919,7 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
                          params={"measures": list(measures), **{k: v for k, v in keys.items() if k in measures}})
     model = None
     evalsets = None
-    train_enc = None
+    hessian_set = None
 
     def need_model():
         nonlocal model
@@ -924,9 +928,9 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
         return model
 
     def need_evalsets():
-        nonlocal evalsets, train_enc
+        nonlocal evalsets, hessian_set
         if evalsets is None:
-            evalsets, train_enc = _run_evalsets(run, n_train_eval, n_dev_eval, seed, dev)
+            evalsets, hessian_set = _run_evalsets(run, n_train_eval, n_dev_eval, seed, dev, n_hessian)
         return evalsets
 
     for m in measures:
@@ -962,7 +966,7 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
                                                         layers, prec, progress)}
                 elif m == "curvature":
                     need_evalsets()
-                    hs = prepare_eval(train_enc.select(np.arange(min(n_hessian, len(train_enc)))), dev)
+                    hs = hessian_set
                     mdl = need_model()
                     load_state(mdl, theta1)
                     tables = {"curvature": layer_curvature(mdl, hs, layers=layers, iters=hessian_iters, seed=seed,

@@ -32,7 +32,7 @@ import pandas as pd
 
 __all__ = [
     "INIT_COLORS", "INIT_LABELS", "INIT_SHORT", "ALPHA_LABEL", "BETA_LABEL", "use_style", "init_color",
-    "init_label", "training_curves", "curve_1d", "contour_pair", "surface3d_pair", "layer_bars",
+    "init_label", "training_curves", "curve_1d", "contour_pair", "pca_paths", "surface3d_pair", "layer_bars",
     "layer_lines", "show_plotly", "plotly_bundle", "grid_arrays",
 ]
 
@@ -230,7 +230,8 @@ def _levels(zmin: float, zmax: float, n: int, log: bool) -> np.ndarray:
 def contour_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *,
                  trajectories: Mapping[str, pd.DataFrame] | None = None, levels: int = 25,
                  log: bool = False, clip: float | None = None, title: str | None = None,
-                 cbar_label: str | None = None) -> plt.Figure:
+                 cbar_label: str | None = None, basin_levels: Mapping[str, float] | None = None,
+                 ylabel: str | None = None) -> plt.Figure:
     """Filled contour plots side by side (one panel per init) on one shared colour scale.
 
     Args:
@@ -242,6 +243,8 @@ def contour_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *,
         clip: cap the colour scale at this value (the scratch surface can reach huge losses far
             from its path; values above ``clip`` share the top colour). ``None`` = no cap.
         cbar_label: colour-bar label (default: the quantity's name).
+        basin_levels: per init, a level drawn as a black line (the basin's edge f(θ1) + ε).
+        ylabel: label of the β axis (default :data:`BETA_LABEL`).
 
     θ0 is marked with a circle at (0, 0) and θ1 with a star at (1, 0).
     """
@@ -261,6 +264,8 @@ def contour_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *,
         zc = np.clip(z, lv[0], lv[-1])
         cs = ax.contourf(a, b, zc, levels=lv, cmap=SURFACE_CMAP, norm=norm, extend="neither")
         ax.contour(a, b, zc, levels=lv[::4], colors="white", linewidths=0.4, alpha=0.6)
+        if basin_levels and init in basin_levels and z.min() < basin_levels[init] < z.max():
+            ax.contour(a, b, z, levels=[basin_levels[init]], colors="black", linewidths=1.6)
         ax.plot([0], [0], "o", color="white", mec="black", ms=7, label="θ0")
         ax.plot([1], [0], "*", color="white", mec="black", ms=12, label="θ1")
         if trajectories and init in trajectories:
@@ -269,13 +274,40 @@ def contour_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *,
                     label="trajectory (projected)")
         ax.set_title(init_label(init), color=init_color(init))
         ax.set_xlabel(ALPHA_LABEL)
-        ax.set_ylabel(BETA_LABEL)
+        ax.set_ylabel(ylabel or BETA_LABEL)
         ax.set_aspect("auto")
         ax.grid(False)
     axes[0, 0].legend(loc="lower left", fontsize="small", frameon=True)
     if cs is not None:
         cb = fig.colorbar(cs, ax=list(axes[0]), shrink=0.9)
         cb.set_label(cbar_label or _pretty(var) + (" (capped)" if clip is not None and clip < float(zs.max()) else ""))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def pca_paths(paths: Mapping[str, Mapping[str, Any]], *, title: str | None = None) -> plt.Figure:
+    """Each run's checkpoints on the plane of its own two leading principal directions (one panel
+    per init, θ1 at the origin), coloured by training step; axes give the explained variance.
+
+    ``paths[init]`` is ``{"path": DataFrame(step, alpha, beta), "explained_variance_ratio": [..]}``
+    (see :func:`bertscape.study.pca_paths`).
+    """
+    n = len(paths)
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n + 0.6, 3.9), squeeze=False)
+    sc = None
+    for ax, (init, d) in zip(axes[0], paths.items()):
+        df, evr = d["path"], list(d["explained_variance_ratio"]) + [float("nan")] * 2
+        ax.plot(df["alpha"], df["beta"], "-", color=init_color(init), lw=1.2, alpha=0.7)
+        sc = ax.scatter(df["alpha"], df["beta"], c=df["step"], cmap="cividis", s=28, zorder=3, edgecolors="none")
+        ax.plot([df["alpha"].iloc[0]], [df["beta"].iloc[0]], "o", color="white", mec="black", ms=7, label="θ0")
+        ax.plot([df["alpha"].iloc[-1]], [df["beta"].iloc[-1]], "*", color="white", mec="black", ms=12, label="θ1")
+        ax.set_xlabel(f"PC1 ({evr[0]:.0%} of the path's variance)")
+        ax.set_ylabel(f"PC2 ({evr[1]:.0%})")
+        ax.set_title(init_label(init), color=init_color(init))
+    axes[0, 0].legend(loc="best", fontsize="small")
+    if sc is not None:
+        fig.colorbar(sc, ax=list(axes[0]), shrink=0.9).set_label("optimiser step")
     if title:
         fig.suptitle(title)
     return fig

@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import BertscapeError, bad_value, check_positive_int
-from .spec import RunSpec
+from .spec import SCHEDULES, RunSpec
 
 __all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "DEFAULT_PROFILE", "get_profile", "from_params",
            "profile_table"]
@@ -90,7 +90,12 @@ class Profile:
     lr_scratch: float = 1e-4
     """Peak learning rate from random weights (needs a larger step to leave chance level)."""
     warmup: float = 0.1
-    """Fraction of steps of linear warm-up (then linear decay to 0)."""
+    """Fraction of steps of linear warm-up (then linear decay to 0; the long run stays at the peak)."""
+    control_lrs: tuple[str, ...] = ("pretrained",)
+    """Matched-learning-rate controls: ``pretrained`` also trains RI at PT's peak rate, ``scratch``
+    also trains PT at RI's; the claims that depend on training are then decided under each matched
+    pairing too. Each adds one fine-tuning run (and its line searches, θ1 evaluation and Hessian) per
+    task and seed; ``()`` for none. The quick profile runs the first (about 3 minutes on 2 cores)."""
     weight_decay: float = 0.01
     """AdamW decoupled weight decay."""
     max_grad_norm: float = 1.0
@@ -109,6 +114,9 @@ class Profile:
     """Training sentences of the long run that trains far past convergence (``None`` = all)."""
     long_epochs: int = 12
     """Epochs of the long run."""
+    long_schedule: str = "constant"
+    """Learning-rate schedule of the long run after its warm-up: ``constant`` (it keeps training far
+    past convergence instead of decaying to a standstill) or ``linear``."""
 
     # ------------------------------------------------------------------ 1D curves
     curve_points: int = 41
@@ -133,8 +141,11 @@ class Profile:
     """Grid resolution (points along α, points along β)."""
     grid_alpha: tuple[float, float] = (-0.5, 1.5)
     """α range of the 2D surface."""
-    grid_beta: tuple[float, float] = (-1.0, 1.0)
-    """β range of the 2D surface."""
+    grid_beta: tuple[float, float] = (-2.0, 2.0)
+    """β range of the 2D surface, in units of the run's own basin half-width along δ2: the distance
+    from θ1 at which the training loss has risen by ε (``scorecard.FLAT_EPS``), found by a line search
+    (the larger side). One rule for PT and RI, so the basin's edge lies inside every surface; a fixed
+    β range of ±1 showed only vertical bands (δ2 must move ~15–20× as far as δ1 before the loss rises)."""
     grid_n_eval: int = 256
     """Sentences (per split) each grid point is evaluated on."""
     grid_precision: str = "bf16"
@@ -175,6 +186,12 @@ class Profile:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
                 raise bad_value(name, v, "a number in (0, 1)")
+        cl = _as_str_tuple("control_lrs", self.control_lrs) if self.control_lrs else ()
+        if any(c not in _INITS for c in cl):
+            raise bad_value("control_lrs", self.control_lrs, f"a subset of {_INITS} (or empty)")
+        object.__setattr__(self, "control_lrs", cl)
+        if self.long_schedule not in SCHEDULES:
+            raise bad_value("long_schedule", self.long_schedule, SCHEDULES)
         for name in ("curve_precision", "grid_precision"):
             if getattr(self, name) not in _PRECISIONS:
                 raise bad_value(name, getattr(self, name), _PRECISIONS)
@@ -183,6 +200,7 @@ class Profile:
         for task in self.tasks:
             for init in self.inits:
                 self.run_spec(task, init, self.seeds[0])
+                self.long_run_spec(task, init, self.seeds[0])
         # grids: α = 0 (θ0) and α = 1 (θ1) must be grid points; β = 0 must be one too
         object.__setattr__(self, "curve_range", _as_range("curve_range", self.curve_range))
         object.__setattr__(self, "grid_alpha", _as_range("grid_alpha", self.grid_alpha))
@@ -249,6 +267,7 @@ class Profile:
         kw.setdefault("n_train", self.long_n_train)
         kw.setdefault("epochs", self.long_epochs)
         kw.setdefault("evals_per_epoch", 1)
+        kw.setdefault("schedule", self.long_schedule)
         return self.run_spec(task, init, seed, **kw)
 
     def specs(self, **kw: Any) -> list[RunSpec]:
@@ -324,7 +343,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", description="seconds; for tests and CI (numbers are meaningless)",
         model="embedded", tasks=("movies",), n_train=64, n_dev=64, max_length=32, epochs=1, batch_size=16,
-        evals_per_epoch=1, n_checkpoints=3, long_n_train=64, long_epochs=3,
+        evals_per_epoch=1, n_checkpoints=3, long_n_train=64, long_epochs=3, control_lrs=("pretrained", "scratch"),
         curve_points=5, curve_n_eval=32, layer_alphas=(0.0, 0.5, 1.0, 1.5), grid_points=(5, 5), grid_n_eval=32,
         hessian_steps=3, hessian_n_eval=16, layer_hessian_steps=2, cka_tokens=256,
     ),
@@ -336,9 +355,9 @@ PROFILES: dict[str, Profile] = {
         name="paper", description="BERT-base on four GLUE tasks, paper-sized grids; needs a GPU",
         model="bert-base-uncased", tasks=("mrpc", "rte", "sst2", "cola"), n_train=None, n_dev=None,
         max_length=128, epochs=3, lr_pretrained=2e-5, lr_scratch=1e-4, evals_per_epoch=4, n_checkpoints=20,
-        long_n_train=None, long_epochs=10, curve_points=41, curve_n_eval=1024,
+        long_n_train=None, long_epochs=10, curve_points=41, curve_n_eval=1024, control_lrs=("pretrained", "scratch"),
         layer_alphas=tuple(round(-0.5 + 0.125 * i, 3) for i in range(17)), layer_hessian_steps=20, cka_tokens=16384,
-        grid_points=(31, 31), grid_alpha=(-1.0, 2.0), grid_beta=(-1.5, 1.5), grid_n_eval=1024,
+        grid_points=(31, 31), grid_alpha=(-1.0, 2.0), grid_beta=(-2.0, 2.0), grid_n_eval=1024,
         grid_precision="auto", eval_batch_size=256, hessian_steps=50, hessian_n_eval=1024,
     ),
 }

@@ -15,6 +15,8 @@ from .models import INITS
 #: BERT paper's 2e-5 under-trains the pre-trained model and scratch needs a larger step to leave
 #: chance level (measured on this project's CPU machines; see the design notes).
 DEFAULT_LR = {"pretrained": 5e-5, "scratch": 1e-4}
+#: Learning-rate schedules after the warm-up.
+SCHEDULES = ("linear", "constant")
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,10 @@ class RunSpec:
             (length-sorted random mega-batches; batch order then shuffled), so a batch pads to
             similar lengths: 1.8x fewer tokens an epoch on ``movies``. ``False``: uniform batches.
         lr: peak learning rate; ``None`` picks :data:`DEFAULT_LR` for the init.
-        warmup: fraction of steps of linear warm-up (then linear decay to 0).
+        warmup: fraction of steps of linear warm-up.
+        schedule: after the warm-up, ``linear`` (decay to 0 at the last step, BERT's recipe) or
+            ``constant`` (stay at the peak: a run meant to train far past convergence must not
+            have its steps shrink to nothing).
         weight_decay: AdamW decoupled weight decay (not on biases and LayerNorm).
         evals_per_epoch: dev evaluations per epoch (1 = at each epoch's end).
         n_checkpoints: trajectory checkpoints K, spread evenly over training, θ0 and θ1 included.
@@ -59,6 +64,7 @@ class RunSpec:
     group_by_length: bool = True
     lr: float | None = None
     warmup: float = 0.1
+    schedule: str = "linear"
     weight_decay: float = 0.01
     evals_per_epoch: int = 1
     n_checkpoints: int = 10
@@ -99,6 +105,8 @@ class RunSpec:
         object.__setattr__(self, "lr", float(lr))
         if not isinstance(self.warmup, (int, float)) or not (0 <= self.warmup < 1):
             raise bad_value("warmup", self.warmup, "a fraction in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            raise bad_value("schedule", self.schedule, SCHEDULES)
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise bad_value("weight_decay", self.weight_decay, "a number >= 0")
         if not isinstance(self.max_grad_norm, (int, float)) or self.max_grad_norm <= 0:

@@ -3,15 +3,19 @@
 Each function computes one kind of result for a task and seed, for both starting points, through
 the package's caches: whichever chapter asks first computes it, the others (and the scorecard)
 read it back (and within one kernel, each result is computed or read once: the functions are
-memoised per process; treat what they return as read-only). Chapters stay short: a call here, a figure from :mod:`bertscape.plots`, a verdict
-from :mod:`bertscape.scorecard`.
+memoised per process; treat what they return as read-only). Chapters stay short: a call here, a
+figure from :mod:`bertscape.plots`, a verdict from :mod:`bertscape.scorecard`.
 
-Fixed analysis settings (chosen in advance, not tuned to the outcome):
+**Pairings.** The profile trains PT and RI at different peak learning rates (``lr_pretrained``,
+``lr_scratch``): a random network needs a larger step to leave chance level. That makes every
+comparison that depends on training confounded by the rate, so the claims marked ``controlled`` in
+:data:`bertscape.scorecard.CLAIMS` are also decided under *matched* pairings (both runs at PT's
+rate, and/or both at RI's; the profile's ``control_lrs``). A pairing is named by :func:`pairings`.
 
-* :data:`FLAT_EPS` — the basin of θ1 is {f ≤ f(θ1) + 0.1} in training loss (nats of
-  cross-entropy; an absolute ε so that a run with a higher final loss gets no larger allowance);
-* widths and areas are compared in the plane's own coordinates (α, β), as the paper's figures
-  are drawn; parameter-space values are reported beside them.
+Fixed analysis settings (chosen in advance, listed in :data:`bertscape.scorecard.THRESHOLDS`):
+the basin of θ1 is {f ≤ f(θ1) + ε}, ε = :data:`FLAT_EPS` in training loss; widths come from line
+searches (:mod:`bertscape.linesearch`) in units filter-normalised to θ1; every surface's β extent is
+the profile's ``grid_beta`` times that run's own basin half-width along δ2.
 """
 from __future__ import annotations
 
@@ -22,54 +26,140 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import cache, curvature, landscape, layers, scorecard
+from . import cache, curvature, landscape, layers, linesearch, scorecard
+from . import uncertainty as U
 from .directions import norm, sub
-from .models import resolve_device
+from .evaluate import evaluate
+from .models import load_state, resolve_device
 from .profiles import Profile
 from .train import RunResult, train
 
-FLAT_EPS = 0.1
-INIT_NAMES = {"pretrained": "PT", "scratch": "RI"}
+FLAT_EPS = scorecard.FLAT_EPS
+#: The pairing every chapter draws: the profile's own learning rates.
+PROFILE_PAIRING = "profile"
+_SHORT = {"pretrained": "PT", "scratch": "RI"}
+
+
+# ----------------------------------------------------------------------------- runs
+
+def pairings(P: Profile) -> list[str]:
+    """``profile`` and one matched pairing per entry of ``P.control_lrs`` (skipped when the two
+    rates are equal): ``both at PT's lr`` / ``both at RI's lr``."""
+    out = [PROFILE_PAIRING]
+    if P.lr_pretrained != P.lr_scratch:
+        out += [f"both at {_SHORT[c]}'s lr" for c in P.control_lrs]
+    return out
+
+
+def _pairing_lr(P: Profile, pairing: str, init: str) -> float:
+    if pairing == PROFILE_PAIRING:
+        return P.lr(init)
+    for c in ("pretrained", "scratch"):
+        if pairing == f"both at {_SHORT[c]}'s lr":
+            return P.lr(c)
+    raise ValueError(f"pairing={pairing!r} is not accepted; expected one of {pairings(P)}")
 
 
 @functools.lru_cache(maxsize=64)
+def runs(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING) -> dict[str, RunResult]:
+    """The fine-tuning runs of one pairing (``{init: run}``); a run shared by two pairings (PT at
+    its own rate) is trained once."""
+    return {init: train(P.run_spec(task, init, seed, lr=_pairing_lr(P, pairing, init))) for init in P.inits}
+
+
 def main_runs(P: Profile, task: str, seed: int = 0) -> dict[str, RunResult]:
-    """The main fine-tuning runs of ``task`` (one per starting point of the profile)."""
-    return {init: train(P.run_spec(task, init, seed)) for init in P.inits}
+    """The main fine-tuning runs of ``task`` (one per starting point, the profile's rates)."""
+    return runs(P, task, seed, PROFILE_PAIRING)
+
+
+def control_runs(P: Profile, task: str, seed: int = 0) -> dict[str, RunResult]:
+    """The matched-learning-rate control runs (those not among the main runs), labelled for a
+    legend, e.g. ``{"RI at PT's lr (5e-05)": run}``."""
+    out = {}
+    main = {r.spec.key() for r in main_runs(P, task, seed).values()}
+    for pairing in pairings(P)[1:]:
+        for init, run in runs(P, task, seed, pairing).items():
+            if run.spec.key() not in main:
+                out[f"{_SHORT[init]} at {pairing.split('at ')[1].split(' ')[0]} lr ({run.spec.lr:g})"] = run
+    return out
 
 
 @functools.lru_cache(maxsize=64)
 def long_runs(P: Profile, task: str, seed: int = 0) -> dict[str, RunResult]:
-    """The long runs (far past convergence, one dev evaluation per epoch) of ``task``."""
+    """The long runs (far past convergence at a constant rate after warm-up, one dev evaluation
+    per epoch) of ``task``."""
     return {init: train(P.long_run_spec(task, init, seed)) for init in P.inits}
 
 
+def _device(P: Profile):
+    return resolve_device(P.device)
+
+
+# ----------------------------------------------------------------------------- landscapes
+
 @functools.lru_cache(maxsize=64)
 def curves(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset]:
-    """1D curves f(α) = L(θ0 + α·δ1) of the main runs, on training and dev subsets."""
+    """1D curves f(α) = L(θ0 + α·δ1) of the main runs, on training and dev subsets (every
+    sentence's loss kept, for the paired bootstrap of claim 2)."""
     return {init: landscape.run_curve(run, alphas=P.curve_axis(), n_eval=P.curve_n_eval,
                                       precision=P.curve_precision, device=P.device,
-                                      eval_batch_size=P.eval_batch_size)
+                                      eval_batch_size=P.eval_batch_size, per_sample=True)
             for init, run in main_runs(P, task, seed).items()}
+
+
+@functools.lru_cache(maxsize=64)
+def widths(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING) -> dict[str, dict]:
+    """Basin widths of θ1 by line search (:func:`bertscape.linesearch.run_widths`) along δ1 and a
+    random direction, filter-normalised to θ1 (the common unit), along δ1 itself (α units) and
+    along the surfaces' δ2 (β units), on ``P.grid_n_eval`` training sentences; cached."""
+    out = {}
+    for init, run in runs(P, task, seed, pairing).items():
+        def compute(run=run) -> dict:
+            dev = _device(P)
+            ev = landscape.eval_sets_for_run(run, P.grid_n_eval, seed, dev, P.eval_batch_size)["train"]
+            d2 = landscape.run_directions(run, seed=seed)["d2"]
+            return linesearch.run_widths(run, d2, ev, FLAT_EPS, seed, P.grid_precision, dev)
+
+        key = {"run": run.spec.key(), "n": P.grid_n_eval, "seed": seed, "eps": FLAT_EPS,
+               "precision": P.grid_precision, "rules": [linesearch.REFINE_STEPS, linesearch.CAP_DISPLACEMENTS,
+                                                          linesearch.FIRST_STEP_DISPLACEMENTS, linesearch.N_BOOT]}
+        out[init] = cache.memo_json("widths", key, compute)
+    return out
+
+
+def beta_extent(P: Profile, task: str, seed: int, init: str) -> float:
+    """The run's basin half-width along δ2 in β units (the larger side): the unit of ``grid_beta``."""
+    w = widths(P, task, seed)[init]["d2"]
+    return float(max(-w["lo"], w["hi"]))
 
 
 @functools.lru_cache(maxsize=64)
 def surfaces(P: Profile, task: str, seed: int = 0, centre: str = "theta0", d2: str = "random") -> dict[str, xr.Dataset]:
     """2D surfaces f(α, β) = L(origin + α·δ1 + β·δ2) of the main runs (δ2 filter-normalised
-    random, orthogonalised against δ1; or the trajectory's PCA direction with ``d2="pca"``)."""
-    alphas, betas = P.grid_axes()
+    random, orthogonalised against δ1; or the trajectory's PCA direction with ``d2="pca"``).
+
+    The β axis is ``P.grid_beta`` × the run's own basin half-width along δ2 (:func:`beta_extent`),
+    rounded to 3 significant digits: the same rule for PT and RI, so the loss visibly rises inside
+    every surface. Every sentence's loss and prediction is kept (claims 3 and 7 bootstrap them)."""
+    alphas, unit_betas = P.grid_axes()
     if centre == "theta1":
         alphas = [round(a - 1.0, 10) for a in alphas]
-    return {init: landscape.run_surface(run, alphas=alphas, betas=betas, centre=centre, d2=d2, seed=seed,
-                                        n_eval=P.grid_n_eval, precision=P.grid_precision, device=P.device,
-                                        eval_batch_size=P.eval_batch_size)
-            for init, run in main_runs(P, task, seed).items()}
+    out = {}
+    for init, run in main_runs(P, task, seed).items():
+        b = float(f"{beta_extent(P, task, seed, init):.3g}")
+        out[init] = landscape.run_surface(run, alphas=alphas, betas=[round(x * b, 10) for x in unit_betas],
+                                          centre=centre, d2=d2, seed=seed, n_eval=P.grid_n_eval,
+                                          precision=P.grid_precision, device=P.device,
+                                          eval_batch_size=P.eval_batch_size, per_sample=True)
+        out[init].attrs["beta_unit"] = b
+    return out
 
 
 @functools.lru_cache(maxsize=64)
 def trajectories(P: Profile, task: str, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Checkpoints of the main runs projected on their surface's (δ1, δ2) plane, with the
-    off-plane residual and each checkpoint's true loss beside the surface value there."""
+    off-plane residual and each checkpoint's true loss beside the surface value there (evaluated
+    on the profile's device and in the surfaces' precision)."""
     out = {}
     surf = surfaces(P, task, seed)
     for init, run in main_runs(P, task, seed).items():
@@ -77,11 +167,30 @@ def trajectories(P: Profile, task: str, seed: int = 0) -> dict[str, pd.DataFrame
 
         def compute(run=run, s=s) -> dict:
             dirs = landscape.run_directions(run, seed=seed)
-            df = landscape.project_trajectory(run, dirs["d1"], dirs["d2"], surface=s, precision=P.grid_precision)
+            model = run.model("theta0", device=str(_device(P)))
+            df = landscape.project_trajectory(run, dirs["d1"], dirs["d2"], surface=s, model=model,
+                                              precision=P.grid_precision)
             return df.to_dict(orient="list")
 
         out[init] = pd.DataFrame(cache.memo_json("trajectory", {"grid": s.attrs.get("grid_key"), "run": run.spec.key()},
                                                  compute))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def pca_paths(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Each main run's checkpoints projected on the plane of its own two leading principal
+    directions (centred at θ1): where the path actually lies. ``{init: {"path": DataFrame(step,
+    alpha, beta, rel_residual), "explained_variance_ratio": [..]}}``."""
+    out = {}
+    for init, run in main_runs(P, task, seed).items():
+        def compute(run=run) -> dict:
+            plane = landscape.pca_plane(run, origin="theta1")
+            df = landscape.project_trajectory(run, plane["d1"], plane["d2"], origin="theta1")
+            return {"path": df.to_dict(orient="list"), "explained_variance_ratio": plane["explained_variance_ratio"]}
+
+        res = cache.memo_json("pca-path", run.spec.key(), compute)
+        out[init] = {"path": pd.DataFrame(res["path"]), "explained_variance_ratio": res["explained_variance_ratio"]}
     return out
 
 
@@ -104,27 +213,61 @@ def path_stats(run: RunResult) -> dict[str, float]:
 
 
 @functools.lru_cache(maxsize=64)
-def flatness(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Barrier, rises, basin widths (δ1 from the 1D curve, δ2 from the surface) and sub-level
-    area of each main run, with ε = :data:`FLAT_EPS`."""
-    c, s = curves(P, task, seed), surfaces(P, task, seed)
-    return {init: landscape.flatness_summary(c[init], s[init], eps=FLAT_EPS) for init in c}
+def areas(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Area of the sub-level set {f ≤ f(θ1) + ε} on each main run's surface: in the figure's α·β
+    units, and relative to ‖θ1‖² (area × ‖δ1‖·‖δ2‖ / ‖θ1‖², scale-invariant), with a bootstrap over
+    the training sentences; ``touches_edge`` = 1 when the set reaches the grid's edge (censored)."""
+    out = {}
+    for init, s in surfaces(P, task, seed).items():
+        run = main_runs(P, task, seed)[init]
+        samples = s["train_sample_loss"].values.astype(np.float64)
+        a, b = s["alpha"].values, s["beta"].values
+        n1, n2 = s.attrs["d1_norm"], s.attrs["d2_norm"]
+        scale = n1 * n2 / norm(run.theta1()) ** 2
+
+        def area_of(f: np.ndarray) -> dict:
+            return landscape.sublevel_area(f, a, b, (1.0, 0.0), FLAT_EPS)
+
+        base = area_of(samples.mean(-1))
+        se = U.bootstrap_se(lambda idx: area_of(samples[..., idx].mean(-1))["area"], samples.shape[-1])
+        out[init] = {"area": base["area"], "area_se": se, "area_rel": base["area"] * scale,
+                     "area_rel_se": se * scale, "touches_edge": base["touches_edge"]}
+    return out
 
 
 @functools.lru_cache(maxsize=64)
-def curvature_numbers(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Hessian top eigenvalue (Lanczos) and trace (Hutchinson) of the training loss at θ1, on
-    ``P.hessian_n_eval`` training sentences, ``P.hessian_steps`` Hessian-vector products each."""
+def flatness(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Barrier and rises of the 1D curve, and basin widths (line searches) and area per main run,
+    flattened for a table."""
+    c, w, ar = curves(P, task, seed), widths(P, task, seed), areas(P, task, seed)
     out = {}
-    for init, run in main_runs(P, task, seed).items():
+    for init in c:
+        f, al = c[init]["train_loss"].values, c[init]["alpha"].values
+        row = {"barrier": landscape.barrier_height(f, al), "rises": landscape.count_rises(f, al)}
+        for k, v in w[init].items():
+            row.update({f"width_{k}": v["width"], f"width_{k}_se": v["width_se"], f"width_{k}_param": v["width_param"],
+                        f"width_{k}_rel": v["width_rel"], f"width_{k}_censored": v["censored"]})
+        row.update(ar[init])
+        out[init] = row
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def curvature_numbers(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING) -> dict[str, dict[str, float]]:
+    """Hessian top eigenvalue (Lanczos, with its Ritz residual) and trace (Hutchinson, with its
+    standard error) of the training loss at θ1, on ``P.hessian_n_eval`` training sentences (the same
+    stratified sample chapter 4's per-layer Hessian uses), ``P.hessian_steps`` products each."""
+    out = {}
+    for init, run in runs(P, task, seed, pairing).items():
         def compute(run=run) -> dict:
-            device = resolve_device(P.device)
+            device = _device(P)
             sets = landscape.eval_sets_for_run(run, P.hessian_n_eval, seed, device=device)
             model = run.model("theta1", device=str(device))
-            top = curvature.hessian_top_eigenvalues(model, sets["train"], k=1, max_iter=P.hessian_steps, seed=seed)[0]
+            top, resid = curvature.hessian_top_eigenvalues(model, sets["train"], k=1, max_iter=P.hessian_steps,
+                                                           seed=seed, return_residuals=True)
             tr, se = curvature.hessian_trace(model, sets["train"], n_samples=P.hessian_steps, seed=seed,
                                              return_stderr=True)
-            return {"top_eigenvalue": top, "trace": tr, "trace_stderr": se,
+            return {"top_eigenvalue": top[0], "top_residual": resid[0], "trace": tr, "trace_stderr": se,
                     "n_params": int(sum(p.numel() for p in model.parameters()))}
 
         out[init] = cache.memo_json("curvature", {"run": run.spec.key(), "n": P.hessian_n_eval,
@@ -142,6 +285,57 @@ def layer_reports(P: Profile, task: str, seed: int = 0) -> dict[str, layers.Laye
             for init, run in main_runs(P, task, seed).items()}
 
 
+# ----------------------------------------------------------------------------- θ1 evaluations
+
+def _eval_arrays(model, evalset, precision: str) -> dict[str, list]:
+    m = evaluate(model, evalset, precision, per_sample=True)
+    return {"loss": m["sample_loss"].tolist(), "pred": m["sample_pred"].tolist(), "labels": evalset.labels.tolist()}
+
+
+@functools.lru_cache(maxsize=64)
+def theta1_evals(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING) -> dict[str, dict]:
+    """Every sentence's loss and prediction at θ1, on the run's whole dev subset and on as many
+    training sentences (stratified, seeded), through one evaluation path in the training
+    precision: the train and dev numbers of claim 6 come from here."""
+    out = {}
+    for init, run in runs(P, task, seed, pairing).items():
+        def compute(run=run) -> dict:
+            dev = _device(P)
+            sets = landscape.eval_sets_for_run(run, run.meta["n_dev"], seed, dev, P.eval_batch_size)
+            model = run.model("theta1", device=str(dev))
+            return {name: _eval_arrays(model, es, P.precision) for name, es in sets.items()}
+
+        res = cache.memo_json("theta1-eval", {"run": run.spec.key(), "seed": seed, "precision": P.precision}, compute)
+        out[init] = {f"{split}_{k}": np.asarray(v) for split, d in res.items() for k, v in d.items()}
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def restore_predictions(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Dev predictions (the run's whole dev subset) at θ1 and with the bottom / top third of the
+    encoder layers put back to θ0, for claim 9's costs and their bootstrap."""
+    out = {}
+    for init, run in main_runs(P, task, seed).items():
+        def compute(run=run) -> dict:
+            dev = _device(P)
+            es = landscape.eval_sets_for_run(run, run.meta["n_dev"], seed, dev, P.eval_batch_size)["dev"]
+            theta0, theta1 = run.theta0(), run.theta1()
+            lm = layers.discover_layers(theta0)
+            enc = lm.encoder_groups
+            k = max(1, round(len(enc) / 3))
+            model = run.model("theta1", device=str(dev))
+            res = {"labels": es.labels.tolist(), "full": _eval_arrays(model, es, P.precision)["pred"]}
+            for which, groups in (("bottom", enc[:k]), ("top", enc[len(enc) - k:])):
+                load_state(model, theta1)
+                load_state(model, {n: theta0[n] for n in lm.names_of(groups)})
+                res[which] = _eval_arrays(model, es, P.precision)["pred"]
+            return res
+
+        res = cache.memo_json("restore-third", {"run": run.spec.key(), "seed": seed, "precision": P.precision}, compute)
+        out[init] = {k: np.asarray(v) for k, v in res.items()}
+    return out
+
+
 # ----------------------------------------------------------------------------- claims
 
 def _metric(P: Profile, task: str) -> str:
@@ -155,45 +349,78 @@ def _pair(d: dict[str, Any]) -> tuple[Any, Any]:
     return d["pretrained"], d["scratch"]
 
 
-def _claim_training_loss(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
-    pt, ri = _pair(main_runs(P, task, seed))
+def _metric_fn(P: Profile, task: str) -> U.MetricFn:
+    return U.metric_fn(P.run_spec(task, "pretrained").task_info, _metric(P, task))
+
+
+def _trained(P: Profile, task: str, seed: int, pairing: str, who: str = "both") -> str | None:
+    pt, ri = _pair(runs(P, task, seed, pairing))
+    steps = {"PT": pt.steps, "RI": ri.steps} if who == "both" else {"PT": pt.steps}
+    return scorecard.trained_reason(steps)
+
+
+def _claim_training_loss(P, task, seed, pairing):
+    pt, ri = _pair(runs(P, task, seed, pairing))
     return scorecard.claim_training_loss(pt.steps, ri.steps)
 
 
-def _claim_monotone(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+def _claim_monotone(P, task, seed, pairing):
     pt, ri = _pair(curves(P, task, seed))
-    return scorecard.claim_monotone(pt["alpha"].values, pt["train_loss"].values,
-                                    ri["alpha"].values, ri["train_loss"].values)
+    return [scorecard.monotone_row(pt["alpha"].values, pt["train_sample_loss"].values,
+                                   ri["alpha"].values, ri["train_sample_loss"].values,
+                                   untrained=_trained(P, task, seed, pairing, "PT"))]
 
 
-def _claim_wider(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
-    pt, ri = _pair(flatness(P, task, seed))
-    return scorecard.claim_wider(pt, ri)
+def _skipped(claim, pairing: str, reason: str | None) -> list[dict] | None:
+    """Under a matched pairing in which a run did not train, the costly landscape measures (line
+    searches, Hessians) cannot change the verdict (a comparison with a run that did not train is
+    inconclusive), so they are not computed: one inconclusive row says why."""
+    if pairing == PROFILE_PAIRING or not reason:
+        return None
+    return [scorecard.row(claim, "every quantity of the claim", None, None, float("nan"), None, "—",
+                          untrained=f"{reason}; not computed")]
 
 
-def _claim_straighter(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
-    pt, ri = _pair(main_runs(P, task, seed))
+def _claim_wider(P, task, seed, pairing):
+    untrained = _trained(P, task, seed, pairing)
+    skipped = _skipped(3, pairing, untrained)
+    if skipped:
+        return skipped
+    pt, ri = _pair(widths(P, task, seed, pairing))
+    ar = _pair(areas(P, task, seed)) if pairing == PROFILE_PAIRING else (None, None)
+    return scorecard.claim_wider(pt, ri, *ar, untrained=untrained)
+
+
+def _claim_straighter(P, task, seed, pairing):
+    pt, ri = _pair(runs(P, task, seed, pairing))
     return scorecard.claim_straighter(path_stats(pt)["ratio"], path_stats(ri)["ratio"],
-                                      scorecard.steps_to_basin(pt.steps), scorecard.steps_to_basin(ri.steps))
+                                      scorecard.steps_to_basin(pt.steps), scorecard.steps_to_basin(ri.steps),
+                                      untrained=_trained(P, task, seed, pairing))
 
 
-def _claim_overfitting(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+def _claim_overfitting(P, task, seed, pairing):
     pt, ri = _pair(long_runs(P, task, seed))
-    return scorecard.claim_overfitting(pt.evals, ri.evals, metric)
+    (pp, labels), (rp, _) = pt.dev_predictions(), ri.dev_predictions()
+    return scorecard.claim_overfitting(pp, rp, labels, _metric_fn(P, task), pt.steps, ri.steps, _metric(P, task))
 
 
-def _claim_generalise(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
-    pt, ri = _pair(main_runs(P, task, seed))
-    cpt, cri = _pair(curves(P, task, seed))
-    train_pt = float(cpt[f"train_{metric}"].sel(alpha=1.0, method="nearest"))
-    train_ri = float(cri[f"train_{metric}"].sel(alpha=1.0, method="nearest"))
-    return scorecard.claim_generalise(pt.final[metric], ri.final[metric], train_pt, train_ri, metric)
+def _claim_generalise(P, task, seed, pairing):
+    pt, ri = _pair(theta1_evals(P, task, seed, pairing))
+    return scorecard.claim_generalise(pt, ri, _metric_fn(P, task), _metric(P, task),
+                                      untrained=_trained(P, task, seed, pairing))
 
 
-def _claim_surfaces_agree(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+def _surface_samples(s: xr.Dataset) -> dict[str, np.ndarray]:
+    return {"train_samples": s["train_sample_loss"].values.astype(np.float64),
+            "dev_samples": s["dev_sample_loss"].values.astype(np.float64),
+            "dev_preds": s["dev_sample_pred"].values, "dev_labels": s["dev_label"].values,
+            "mask": scorecard.neighbourhood_mask(s["alpha"].values, s["beta"].values)}
+
+
+def _claim_surfaces_agree(P, task, seed, pairing):
     pt, ri = _pair(surfaces(P, task, seed))
-    return scorecard.claim_surfaces_agree(pt["train_loss"].values, pt["dev_error"].values,
-                                          ri["train_loss"].values, ri["dev_error"].values)
+    return scorecard.claim_surfaces_agree(_surface_samples(pt), _surface_samples(ri), _metric_fn(P, task),
+                                          untrained=_trained(P, task, seed, pairing))
 
 
 def _encoder_change_and_rise(rep: layers.LayerReport) -> tuple[list[float], list[float]]:
@@ -204,38 +431,29 @@ def _encoder_change_and_rise(rep: layers.LayerReport) -> tuple[list[float], list
     return list(ch["relative_change"]), list(cs["train_loss_rise"])
 
 
-def _claim_layers_invariant(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
+def _claim_layers_invariant(P, task, seed, pairing):
     pt, ri = _pair(layer_reports(P, task, seed))
     (a, b), (c, d) = _encoder_change_and_rise(pt), _encoder_change_and_rise(ri)
-    return scorecard.claim_layers_invariant(a, b, c, d)
+    return scorecard.claim_layers_invariant(a, b, c, d, untrained=_trained(P, task, seed, pairing, "PT"))
 
 
-def _restore_costs(rep: layers.LayerReport, metric: str) -> tuple[float, float]:
-    """Metric lost by restoring the bottom third of the layers to θ0, and the top third."""
-    r = rep.restore
-    n_layers = int(r[r["order"] == "bottom-up"]["k"].max())
-    third = max(1, round(n_layers / 3))
-    col = f"dev_{metric}"
-    full = float(r[(r["order"] == "bottom-up") & (r["k"] == 0)][col].iloc[0])
-    bottom = float(r[(r["order"] == "bottom-up") & (r["k"] == third)][col].iloc[0])
-    top = float(r[(r["order"] == "top-down") & (r["k"] == third)][col].iloc[0])
-    return full - bottom, full - top
+def _claim_restore(P, task, seed, pairing):
+    preds = restore_predictions(P, task, seed)
+    return scorecard.claim_restore(preds["pretrained"], preds.get("scratch"), _metric_fn(P, task), _metric(P, task),
+                                   untrained=_trained(P, task, seed, pairing, "PT"))
 
 
-def _claim_restore(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
-    reps = layer_reports(P, task, seed)
-    pb, ptop = _restore_costs(reps["pretrained"], metric)
-    rb, rtop = _restore_costs(reps["scratch"], metric) if "scratch" in reps else (None, None)
-    return scorecard.claim_restore(pb, ptop, rb, rtop, metric)
+def _claim_curvature(P, task, seed, pairing):
+    untrained = _trained(P, task, seed, pairing)
+    skipped = _skipped("H", pairing, untrained)
+    if skipped:
+        return skipped
+    pt, ri = _pair(curvature_numbers(P, task, seed, pairing))
+    return scorecard.claim_curvature(pt, ri, untrained=untrained)
 
 
-def _claim_curvature(P: Profile, task: str, seed: int, metric: str) -> list[dict]:
-    pt, ri = _pair(curvature_numbers(P, task, seed))
-    return scorecard.claim_curvature(pt["top_eigenvalue"], ri["top_eigenvalue"], pt["trace"], ri["trace"],
-                                     pt.get("trace_stderr"), ri.get("trace_stderr"))
-
-
-#: How each claim of :data:`bertscape.scorecard.CLAIMS` is computed from the study's results.
+#: How each claim of :data:`bertscape.scorecard.CLAIMS` is computed from the study's results, for
+#: a task, seed and pairing (the matched pairings only for claims marked ``controlled``).
 CLAIM_ROWS: dict[Any, Callable[[Profile, str, int, str], list[dict]]] = {
     1: _claim_training_loss, 2: _claim_monotone, 3: _claim_wider, 4: _claim_straighter,
     5: _claim_overfitting, 6: _claim_generalise, 7: _claim_surfaces_agree, 8: _claim_layers_invariant,
@@ -243,15 +461,19 @@ CLAIM_ROWS: dict[Any, Callable[[Profile, str, int, str], list[dict]]] = {
 }
 
 
-def chapter_claims(P: Profile, chapter: str, task: str, seed: int = 0) -> list[dict]:
-    """Claim rows of one chapter (``01`` … ``04``) for one task and seed."""
-    metric = _metric(P, task)
-    return [row for claim in scorecard.CHAPTER_CLAIMS[chapter] for row in CLAIM_ROWS[claim](P, task, seed, metric)]
+def chapter_claims(P: Profile, chapter: str, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING) -> list[dict]:
+    """Claim rows of one chapter for one task, seed and pairing."""
+    ids = scorecard.chapter_claims().get(chapter, ())
+    return [r for c in ids if pairing == PROFILE_PAIRING or scorecard.CLAIMS[c].controlled
+            for r in CLAIM_ROWS[c](P, task, seed, pairing)]
 
 
-def chapter_scorecard(P: Profile, chapter: str) -> pd.DataFrame:
-    """The chapter's claim rows for every task and seed of the profile."""
-    frames = [scorecard.table(chapter_claims(P, chapter, t, s), task=t, seed=s) for t in P.tasks for s in P.seeds]
+def chapter_scorecard(P: Profile, chapter: str, controls: bool = True) -> pd.DataFrame:
+    """The chapter's claim rows for every task, seed and pairing of the profile (one row per
+    quantity, seed and pairing; see :func:`bertscape.scorecard.summarise` for the seed summary)."""
+    frames = [scorecard.table(chapter_claims(P, chapter, t, s, p), task=t, seed=s, pairing=p)
+              for t in P.tasks for s in P.seeds for p in (pairings(P) if controls else [PROFILE_PAIRING])]
+    frames = [f for f in frames if not f.empty]
     df = pd.concat(frames, ignore_index=True)
     df.insert(0, "chapter", chapter)
     return df
@@ -259,20 +481,60 @@ def chapter_scorecard(P: Profile, chapter: str) -> pd.DataFrame:
 
 def full_scorecard(P: Profile) -> pd.DataFrame:
     """Every chapter's claim rows (the scorecard page)."""
-    return pd.concat([chapter_scorecard(P, ch) for ch in scorecard.CHAPTER_CLAIMS], ignore_index=True)
+    return pd.concat([chapter_scorecard(P, ch) for ch in scorecard.chapter_claims()], ignore_index=True)
 
 
 def verdict_lines(df: pd.DataFrame) -> list[str]:
-    """One sentence per claim and task, generated from the rows (for the chapter's closing text)."""
+    """One sentence per claim and task, generated from the rows (for a chapter's verdict line):
+    the verdict under the profile's pairing over the seeds, and under the matched pairings."""
+    summ = scorecard.summarise(df)
+    summ = summ[summ["scored"]]
     lines = []
-    keys = ["task", "claim"]
-    for (task, claim), g in df.groupby(keys, sort=False):
-        held = int(g["holds"].sum())
-        n = len(g)
-        state = "holds" if held == n else ("fails" if held == 0 else "partly holds")
-        lines.append(f"Claim {claim} on {task}: {state} ({held} of {n} criteria over {g['seed'].nunique()} seed(s)) "
-                     f"— {scorecard.CLAIMS[claim]}.")
+    for (task, claim), g in summ.groupby(["task", "claim"], sort=False):
+        by = {p: scorecard.claim_verdict(h["verdict"]) for p, h in g.groupby("pairing", sort=False)}
+        main = by.get(PROFILE_PAIRING, scorecard.INCONCLUSIVE)
+        prof = g[g["pairing"] == PROFILE_PAIRING]
+        reasons = "; ".join(f"{q}: {r}" for q, r, v in zip(prof["quantity"], prof["reason"], prof["verdict"])
+                            if v != scorecard.HOLDS)
+        ctrl = ", ".join(f"{v} {p}" for p, v in by.items() if p != PROFILE_PAIRING)
+        lines.append(f"**Claim {claim}** on {task}: **{main}**" + (f" ({reasons})" if reasons else "")
+                     + (f"; with matched learning rates: {ctrl}" if ctrl else "")
+                     + f" — {scorecard.CLAIMS[claim].statement}.")
     return lines
+
+
+def thresholds_table() -> pd.DataFrame:
+    """The fixed thresholds of the scorecard (:data:`bertscape.scorecard.THRESHOLDS`)."""
+    return pd.DataFrame(list(scorecard.THRESHOLDS), columns=["name", "value", "meaning"])
+
+
+def claims_table() -> pd.DataFrame:
+    """Every claim as declared in :data:`bertscape.scorecard.CLAIMS`."""
+    return pd.DataFrame([{"claim": str(c.id), "chapter": c.chapter, "statement": c.statement,
+                          "how it is measured": c.computed,
+                          "matched-lr control": "yes" if c.controlled else "no",
+                          "kind": "extension" if c.extension else "paper"} for c in scorecard.CLAIMS.values()])
+
+
+def verdict_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a chapter's (or the whole) scorecard formatted for readers: one row per
+    quantity and pairing over the seeds, with readable columns and 3–4 significant digits."""
+    s = scorecard.summarise(df)
+
+    def fmt(x: float) -> str:
+        return "" if not np.isfinite(x) else f"{x:.4g}"
+
+    def pm(m: float, sd: float) -> str:
+        return fmt(m) + (f" ± {sd:.2g}" if np.isfinite(sd) and sd > 0 else "")
+
+    out = pd.DataFrame({
+        "task": s["task"], "pairing": s["pairing"], "claim": s["claim"].astype(str), "quantity": s["quantity"],
+        "PT": [pm(m, d) for m, d in zip(s["pretrained"], s["pretrained_sd"])],
+        "RI": [pm(m, d) for m, d in zip(s["scratch"], s["scratch_sd"])],
+        "margin ± s.e.": [f"{fmt(m)} ± {u:.2g}" if np.isfinite(u) else fmt(m) for m, u in zip(s["margin"], s["uncertainty"])],
+        "criterion": s["criterion"], "verdict": s["verdict"], "why": s["reason"], "seeds": s["seeds"],
+    })
+    return out
 
 
 # ----------------------------------------------------------------------------- tables for the chapters

@@ -83,6 +83,15 @@ class RunResult:
         row = self.evals.iloc[-1]
         return {k.removeprefix("dev_"): float(v) for k, v in row.items() if k.startswith("dev_")}
 
+    def dev_predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(predictions, labels)``: the dev prediction of every sentence at every evaluation of
+        :attr:`evals` (shape ``(n_evals, n_dev)``, classes or regression values) and the labels, in
+        the evaluation set's order; for bootstraps of the dev metric over sentences."""
+        z = cache.read_npz(self.folder / "dev_predictions.npz")
+        if z is None:
+            raise FileNotFoundError(f"{self.folder}: no dev_predictions.npz (a run cached by an older version)")
+        return z["predictions"], z["labels"]
+
     def theta0(self) -> dict[str, torch.Tensor]:
         """θ0: the starting point (fp32)."""
         return load_file(self.folder / "theta0.safetensors")
@@ -215,7 +224,7 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
         hit = load_run(spec)
         if hit is not None:
             return hit
-    from transformers import get_linear_schedule_with_warmup
+    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
     task = spec.task_info
     device = resolve_device(spec.device)
@@ -236,7 +245,10 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
     model = build_model(spec.model, spec.init, task.num_labels, spec.seed, task.is_regression).to(device)
     theta0 = trainable_state(model)
     opt = _optimizer(model, spec)
-    sched = get_linear_schedule_with_warmup(opt, int(spec.warmup * total), total)
+    if spec.schedule == "constant":
+        sched = get_constant_schedule_with_warmup(opt, int(spec.warmup * total))
+    else:
+        sched = get_linear_schedule_with_warmup(opt, int(spec.warmup * total), total)
     torch.manual_seed(spec.seed)
 
     final = _runs_dir() / spec.key()
@@ -248,14 +260,17 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
 
     steps: list[dict] = []
     evals: list[dict] = []
+    preds: list[list] = []  # the dev predictions of every evaluation (for bootstraps over sentences)
     start_epoch, step, elapsed = 0, 0, 0.0
     resumed = _load_resume(partial, model, opt, sched)
     if resumed is not None:
         start_epoch, step, elapsed = resumed["epoch"], resumed["step"], resumed["elapsed"]
-        steps, evals = resumed["steps"], resumed["evals"]
+        steps, evals, preds = resumed["steps"], resumed["evals"], resumed.get("preds", [])
 
     def record_eval(epoch: int) -> None:
-        m = evaluate(model, dev, spec.precision)
+        m = evaluate(model, dev, spec.precision, per_sample=True)
+        preds.append(m.pop("sample_pred").tolist())
+        m.pop("sample_loss")
         evals.append({"step": step, "epoch": epoch, **{f"dev_{k}": v for k, v in m.items()}})
 
     if step == 0 and not evals:
@@ -296,7 +311,8 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
                 if callback is not None:
                     callback(step, value)
             _save_resume(partial, model, opt, sched, {"epoch": epoch + 1, "step": step, "steps": steps,
-                                                      "evals": evals, "elapsed": time.perf_counter() - t_start})
+                                                      "evals": evals, "preds": preds,
+                                                      "elapsed": time.perf_counter() - t_start})
     finally:
         bar.close()
 
@@ -311,6 +327,8 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
         for s in ckpt_steps[1:-1]:
             shutil.copyfile(partial / f"ckpt-{s:07d}.safetensors", tmp / f"ckpt-{s:07d}.safetensors")
         cache.write_json(tmp / "history.json", {"steps": steps, "evals": evals})
+        cache.write_npz(tmp / "dev_predictions.npz", predictions=np.asarray(preds),
+                        labels=np.asarray(dev.labels))
         cache.write_json(tmp / "meta.json", meta)
         cache.write_manifest(tmp)
     shutil.rmtree(partial, ignore_errors=True)

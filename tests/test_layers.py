@@ -315,7 +315,8 @@ def test_analyze_run_computes_and_caches(setup, monkeypatch, tmp_path):
     model, theta0, theta1 = setup
     sets = evalsets(32)
     train_enc = encoded(32, 1)
-    monkeypatch.setattr(layers, "_run_evalsets", lambda run, *a, **k: (sets, train_enc))
+    monkeypatch.setattr(layers, "_run_evalsets",
+                        lambda run, *a, **k: (sets, prepare_eval(train_enc.select(np.arange(16)))))
     run = FakeRun(model, theta0, theta1)
     kw = dict(alphas=[0, 0.5, 1, 1.5], n_hessian=16, hessian_iters=3, cka_tokens=64, device="cpu",
               views=["theta1", "theta0"])

@@ -118,11 +118,18 @@ def test_smoke_scorecard_has_every_claim(built: tuple[Path, dict]) -> None:
     from bertscape import scorecard, study
     from bertscape.profiles import get_profile
 
-    card = study.full_scorecard(get_profile("smoke"))  # read back from the build's cache
+    P = get_profile("smoke")
+    card = study.full_scorecard(P)  # read back from the build's cache
     assert set(card["claim"]) == set(scorecard.CLAIMS)
-    assert set(card["verdict"]) <= {"holds", "fails"} and card["pretrained"].notna().all()
-    for chapter, claims in scorecard.CHAPTER_CLAIMS.items():
+    assert set(card["verdict"]) <= set(scorecard.VERDICTS) and card["pretrained"].notna().all()
+    assert card["reason"].str.len().gt(0).all()  # every verdict says why
+    for chapter, claims in scorecard.chapter_claims().items():
         assert set(card[card["chapter"] == chapter]["claim"]) == set(claims)
+    # every controlled claim is decided under every pairing (smoke runs both matched controls)
+    assert set(card["pairing"]) == set(study.pairings(P)) and len(study.pairings(P)) == 3
+    controlled = {c for c, cl in scorecard.CLAIMS.items() if cl.controlled}
+    for pairing, g in card.groupby("pairing"):
+        assert set(g["claim"]) == (set(scorecard.CLAIMS) if pairing == "profile" else controlled)
 
 
 def test_pages_load_without_console_errors(site: Path, driver) -> None:
@@ -216,6 +223,6 @@ def test_papermill_chapter_on_a_glue_task_with_two_seeds(tmp_path: Path, glue_di
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
-    # the verdict table (last cell) has claim rows for the GLUE task and both seeds
+    # the verdict table (last cell) has claim rows for the GLUE task over both seeds
     table = nb.cells[-1].outputs[-1]["data"]["text/html"]
-    assert "rte" in table and ">1<" in table and ">0<" in table
+    assert "rte" in table and "<td>2</td>" in table
