@@ -322,16 +322,21 @@ def merge_shards(shards: Sequence[xr.Dataset | str | Path]) -> xr.Dataset:
         raise bad_value("shards", sorted(map(str, keys)), "shards of one grid (a single grid_key)")
     first = items[0]
     done = np.zeros(first["done"].shape, dtype=bool)
-    names = sorted({v for s in items for v in s.data_vars if v != "done"})
-    values = {v: np.full(first["done"].shape, np.nan) for v in names}
+    grid_dims = first["done"].dims
+    names = sorted({v for s in items for v in s.data_vars if v != "done" and s[v].dims[:len(grid_dims)] == grid_dims})
+    values = {v: np.full(next(s[v].shape for s in items if v in s), np.nan) for v in names}
     for s in items:
         m = s["done"].values.astype(bool) & ~done
         for v in names:
             if v in s:
                 values[v][m] = s[v].values[m]
         done |= m
-    out = xr.Dataset({v: (first["done"].dims, values[v]) for v in names} | {"done": (first["done"].dims, done)},
-                     coords={d: first[d].values for d in first["done"].dims})
+    dims_of = {v: next(s[v].dims for s in items if v in s) for v in names}
+    out = xr.Dataset({v: (dims_of[v], values[v]) for v in names} | {"done": (grid_dims, done)},
+                     coords={d: first[d].values for d in grid_dims})
+    for v in first.data_vars:  # per-sentence labels (``<set>_label``): the same in every shard
+        if v not in names and v != "done":
+            out[v] = first[v]
     out.attrs.update(first.attrs)
     out.attrs["shard"] = "0/1"
     out.attrs["complete"] = int(bool(done.all()))
@@ -619,7 +624,7 @@ def project_trajectory(run: Any, d1: ParamDict, d2: ParamDict, surface: xr.Datas
         finally:
             load_state(model, saved)  # the model leaves as it came
     if surface is not None:
-        for var in [v for v in surface.data_vars if v.endswith("_loss")]:
+        for var in [v for v in surface.data_vars if v.endswith("_loss") and "_sample_" not in v]:
             df[f"{var}_surface"] = surface_value(surface, var, df["alpha"].values, df["beta"].values)
     return df
 

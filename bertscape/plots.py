@@ -90,9 +90,11 @@ def _curve_frame(curve: Any) -> pd.DataFrame:
     if xr is not None and isinstance(curve, xr.Dataset):
         if "alpha" not in curve.dims:
             raise ValueError(f"curve: expected a Dataset with dimension 'alpha'; got dims {tuple(curve.dims)}")
-        extra = [d for d in curve.dims if d != "alpha"]
+        extra = [d for d in curve.dims if d != "alpha" and not str(d).endswith("_sample")]
         if extra:
             raise ValueError(f"curve: expected only dimension 'alpha'; select {extra} first (e.g. .sel(beta=0))")
+        # per-sentence values (``<set>_sample_*``, kept for bootstraps) are not drawn
+        curve = curve[[v for v in curve.data_vars if curve[v].dims == ("alpha",)]]
         return curve.to_dataframe().reset_index()
     if isinstance(curve, pd.DataFrame):
         if "alpha" not in curve.columns:

@@ -179,8 +179,9 @@ def trained_reason(steps: Mapping[str, pd.DataFrame]) -> str | None:
         loss = df["loss"].to_numpy()
         first, _ = U.window_mean_se(loss, 0.05)
         last, _ = U.window_mean_se(loss, 1.0)
-        if not first > 0 or last / first > TRAINED_FRACTION:
-            return (f"{name} did not train (training loss {first:.3g} → {last:.3g}, ratio {last / first:.2f} > "
+        ratio = last / first if first > 0 else float("nan")
+        if not first > 0 or ratio > TRAINED_FRACTION:
+            return (f"{name} did not train (training loss {first:.3g} → {last:.3g}, ratio {ratio:.2f} > "
                     f"{TRAINED_FRACTION})")
     return None
 
@@ -240,7 +241,8 @@ def monotone_row(alphas: np.ndarray, sample_losses: np.ndarray, ri_alphas: np.nd
         verdict = (INCONCLUSIVE, f"{states.count(INCONCLUSIVE)} step(s) within noise of the tolerance")
     return row(2, f"rises on α∈[0,1] above {MONOTONE_TOL:.0%} of the range", n_pt, n_ri,
                float(margins[worst]) if len(margins) else float("nan"),
-               float(se[worst]) if len(se) else float("nan"), "PT has no rise", verdict=verdict)
+               float(se[worst]) if len(se) else float("nan"), "PT has no rise", untrained=untrained,
+               verdict=verdict)
 
 
 #: Claim 3's width rows: key of :func:`bertscape.linesearch.run_widths`, label, scored.
