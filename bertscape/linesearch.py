@@ -7,7 +7,8 @@ until the ε-crossing is bracketed, then refines the bracket by bisection:
 1. expansion: t = t₀, 2t₀, 4t₀, … until f(θ1 ± t·u) > f(θ1) + ε, or t would pass ``cap``
    (then that side is *censored* at the last point inside: the basin is wider than the cap);
 2. refinement: ``refine`` bisections of the bracket, then a straight line between its two ends
-   places the crossing.
+   places the crossing; two guard points further out (1.5× and 3× the first point above the
+   level) give the bootstrap room.
 
 Every evaluated point keeps each sentence's loss, so the width can be bootstrapped over the
 sentences (:func:`bootstrap_width`): the same evaluated positions, the crossing recomputed from the
@@ -34,6 +35,8 @@ REFINE_STEPS = 5
 CAP_DISPLACEMENTS = 1024.0
 #: The first step, in multiples of ‖δ1‖ (each expansion step doubles it).
 FIRST_STEP_DISPLACEMENTS = 0.25
+#: Guard points at this many times (and twice that) the first point found above the level, for the bootstrap.
+GUARD_FACTOR = 1.5
 #: Bootstrap replicates for widths (and every other bootstrap of the scorecard).
 N_BOOT = 200
 
@@ -97,6 +100,7 @@ def search_side(losses_at: SampleLosses, eps: float, first: float, cap: float,
             break
         lo, t = t, t * 2.0
     if hi is not None:
+        top = side.t[-1]
         for _ in range(refine):
             mid = 0.5 * (lo + hi)
             x = np.asarray(losses_at(mid), dtype=np.float64)
@@ -106,6 +110,11 @@ def search_side(losses_at: SampleLosses, eps: float, first: float, cap: float,
                 hi = mid
             else:
                 lo = mid
+        # a guard point past the bracket, so that a bootstrap resample whose mean stays below the
+        # level a little longer still finds its crossing (instead of being cut off at the bracket)
+        for guard in (GUARD_FACTOR * top, 2 * GUARD_FACTOR * top):
+            side.t.append(guard)
+            side.losses.append(np.asarray(losses_at(guard), dtype=np.float64))
     order = np.argsort(side.t)
     side.t = [side.t[i] for i in order]
     side.losses = [side.losses[i] for i in order]
