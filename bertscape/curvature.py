@@ -186,4 +186,4 @@ def dense_hessian(model: torch.nn.Module, evalset: EvalSet, names: str | Sequenc
 
     with second_order_mode(model):
         h = torch.autograd.functional.hessian(f, flat0)
-    return h.detach().double().numpy()
+    return h.detach().double().cpu().numpy()

@@ -410,15 +410,20 @@ def from_params(profile: str = DEFAULT_PROFILE, tasks: str | Sequence[str] | Non
 
 
 def _parse_text(param: str, value: Any, kind: type) -> Any:
-    """``value`` parsed as YAML when it is a string written as a list (``[...]``) or dict (``{...}``)."""
+    """``value`` parsed as JSON (else YAML) when it is a string written as a list (``[...]``) or dict (``{...}``)."""
     if not isinstance(value, str) or not value.strip().startswith("[{"[kind is dict]):
         return value
+    import json
+
     import yaml
 
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError as err:
-        raise bad_value(param, value, f"a {kind.__name__} in JSON/YAML syntax ({err.__class__.__name__})") from None
+    try:  # JSON first: YAML 1.1 reads a number such as 2e-5 (no dot) as a string
+        parsed = json.loads(value)
+    except ValueError:
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise bad_value(param, value, f"a {kind.__name__} in JSON/YAML syntax ({err.__class__.__name__})") from None
     if not isinstance(parsed, kind):
         raise bad_value(param, value, f"a {kind.__name__} in JSON/YAML syntax")
     return parsed

@@ -99,6 +99,8 @@ def test_from_params_parses_papermill_text_values() -> None:
     p = from_params("smoke", '["movies", "amazon"]', None, '{"epochs": 2, "grid_points": [9, 9]}', seeds="[0, 1]")
     assert p.tasks == ("movies", "amazon") and p.seeds == (0, 1) and p.epochs == 2 and p.grid_points == (9, 9)
     assert from_params("smoke", "movies,amazon").tasks == ("movies", "amazon")
+    # a JSON number without a dot (YAML 1.1 would read 2e-5 as a string)
+    assert from_params("smoke", overrides='{"lr_pretrained": 2e-5}').lr_pretrained == 2e-5
     with pytest.raises(BertscapeError, match=r"overrides='\{epochs: \[' is not accepted; expected a dict"):
         from_params("smoke", overrides="{epochs: [")
     with pytest.raises(BertscapeError, match=r"seeds='\[0, -1\]'|seeds=\(0, -1\)"):
@@ -123,7 +125,9 @@ def test_intro_profile_table_matches_the_code() -> None:
         assert rows["max length (tokens)"][col] == str(p.max_length)
         assert rows["training sentences × epochs"][col] == f"{num(p.n_train) if p.n_train else 'all'} × {p.epochs}"
         assert rows["dev sentences"][col] == (num(p.n_dev) if p.n_dev else "all")
-        gp = rows["2D grid: points, α × β range, sentences"][col]
+        gp = rows["2D grid: points, α × β range (β in basin half-widths), sentences"][col]
         assert gp.startswith(f"{p.grid_points[0]}×{p.grid_points[1]},") and gp.endswith(num(p.grid_n_eval))
+        lo, hi = (f"{x:g}".replace("-", "−") for x in p.grid_beta)
+        assert f"× [{lo}, {hi}]," in gp, (gp, p.grid_beta)
         assert rows["1D curve: points, α range, sentences"][col].startswith(f"{p.curve_points},")
         assert rows["Hessian: steps, sentences"][col] == f"{p.hessian_steps}, {num(p.hessian_n_eval)}"
