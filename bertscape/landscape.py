@@ -470,14 +470,16 @@ def run_surface(run: Any, alphas: Any = None, betas: Any = None, centre: str = "
                 seed: int = 0, policy: str = "filter", bias_policy: str = "whole",
                 params: str | Sequence[str] = "all", n_eval: int | None = 512, eval_seed: int = 0,
                 precision: str = "auto", device: str = "auto", progress: bool | None = None,
-                orthogonal: bool = True, eval_batch_size: int = 64, **kwargs: Any) -> xr.Dataset:
+                orthogonal: bool = True, eval_batch_size: int = 64, splits: Sequence[str] = ("train", "dev"),
+                **kwargs: Any) -> xr.Dataset:
     """The paper's 2D surface of a run, cached: f(α, β) = L(origin + α·δ1 + β·δ2).
 
     ``centre="theta0"``: origin θ0, θ1 at (1, 0) (default grid α ∈ [−0.5, 1.5], β ∈ [−1, 1],
     21 × 21); ``centre="theta1"``: origin θ1, θ1 at (0, 0) (default [−1, 1]², 21 × 21).
     δ2 as in :func:`run_directions` (random filter-normalised by default, orthogonalised
-    against δ1). Training and dev loss, error and metrics on the same grid. ``kwargs`` go to
-    :func:`evaluate_grid` (``shard``, ``max_points``, ``store`` (default ``"auto"``) …).
+    against δ1). Training and dev loss, error and metrics on the same grid (``splits``: which of
+    the two to evaluate). ``kwargs`` go to :func:`evaluate_grid` (``shard``, ``max_points``,
+    ``store`` (default ``"auto"``) …).
     """
     if centre not in CENTRES:
         raise bad_value("centre", centre, CENTRES)
@@ -488,6 +490,9 @@ def run_surface(run: Any, alphas: Any = None, betas: Any = None, centre: str = "
     dev = _device(device)
     dirs = run_directions(run, d2, seed, policy, bias_policy, params, orthogonal)
     evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev, eval_batch_size)
+    if not splits or any(x not in evalsets for x in splits):
+        raise bad_value("splits", splits, "a non-empty subset of ('train', 'dev')")
+    evalsets = {x: evalsets[x] for x in splits}
     model = run.model(centre, device=str(dev))
     base = restrict(run.theta0() if centre == "theta0" else run.theta1(), dirs["d1"])
     attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": centre, "d2_kind": d2,

@@ -248,7 +248,8 @@ def contour_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *,
         basin_levels: per init, a level drawn as a black line (the basin's edge f(θ1) + ε).
         ylabel: label of the β axis (default :data:`BETA_LABEL`).
 
-    θ0 is marked with a circle at (0, 0) and θ1 with a star at (1, 0).
+    θ0 is marked with a circle at (0, 0) and θ1 with a star at (1, 0) (at (0, 0) on a surface whose
+    ``centre`` attribute is ``theta1``).
     """
     grids = {k: grid_arrays(s, var) for k, s in surfaces.items()}
     zs = np.concatenate([g[2][np.isfinite(g[2])].ravel() for g in grids.values()])
@@ -268,8 +269,10 @@ def contour_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *,
         ax.contour(a, b, zc, levels=lv[::4], colors="white", linewidths=0.4, alpha=0.6)
         if basin_levels and init in basin_levels and z.min() < basin_levels[init] < z.max():
             ax.contour(a, b, z, levels=[basin_levels[init]], colors="black", linewidths=1.6)
-        ax.plot([0], [0], "o", color="white", mec="black", ms=7, label="θ0")
-        ax.plot([1], [0], "*", color="white", mec="black", ms=12, label="θ1")
+        theta1_centred = getattr(surfaces[init], "attrs", {}).get("centre") == "theta1"
+        if not theta1_centred:
+            ax.plot([0], [0], "o", color="white", mec="black", ms=7, label="θ0")
+        ax.plot([0 if theta1_centred else 1], [0], "*", color="white", mec="black", ms=12, label="θ1")
         if trajectories and init in trajectories:
             t = trajectories[init]
             ax.plot(t["alpha"], t["beta"], "-o", color=init_color(init), mec="white", lw=1.8, ms=4,

@@ -275,7 +275,7 @@ def claim_wider(pt: Mapping[str, Mapping[str, float]], ri: Mapping[str, Mapping[
                         ri_area["area_rel"], pt_area["area_rel"] - ri_area["area_rel"],
                         math.hypot(pt_area["area_rel_se"], ri_area["area_rel_se"]), "PT > RI",
                         censored=reason, untrained=untrained))
-        rows.append(row(3, "sub-level area (α·β units of the figure)", pt_area["area"], ri_area["area"],
+        rows.append(row(3, "sub-level area (α·β units)", pt_area["area"], ri_area["area"],
                         pt_area["area"] - ri_area["area"], float("nan"), "PT > RI", scored=False, censored=reason))
     return rows
 

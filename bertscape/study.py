@@ -122,7 +122,8 @@ def widths(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING)
 
         key = {"run": run.spec.key(), "n": P.grid_n_eval, "seed": seed, "eps": FLAT_EPS,
                "precision": P.grid_precision, "rules": [linesearch.REFINE_STEPS, linesearch.CAP_DISPLACEMENTS,
-                                                          linesearch.FIRST_STEP_DISPLACEMENTS, linesearch.N_BOOT]}
+                                                          linesearch.FIRST_STEP_DISPLACEMENTS, linesearch.N_BOOT,
+                                                          linesearch.GUARD_FACTOR]}
         out[init] = cache.memo_json("widths", key, compute)
     return out
 
@@ -213,12 +214,33 @@ def path_stats(run: RunResult) -> dict[str, float]:
 
 
 @functools.lru_cache(maxsize=64)
-def areas(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Area of the sub-level set {f ≤ f(θ1) + ε} on each main run's surface: in the figure's α·β
-    units, and relative to ‖θ1‖² (area × ‖δ1‖·‖δ2‖ / ‖θ1‖², scale-invariant), with a bootstrap over
-    the training sentences; ``touches_edge`` = 1 when the set reaches the grid's edge (censored)."""
+def basin_surfaces(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset]:
+    """The training loss on a grid centred at θ1 (same plane as :func:`surfaces`) that contains the
+    basin by construction: α ∈ ±2 × the basin's larger half-width along δ1 and β ∈ ±2 × its larger
+    half-width along δ2 (both from the line searches), ``P.grid_points[1]`` points a side; every
+    sentence's loss kept. Claim 3's area is measured here (the θ0-centred figure cuts the basin off
+    wherever it reaches α = 1.5)."""
     out = {}
-    for init, s in surfaces(P, task, seed).items():
+    n = P.grid_points[1]
+    for init, run in main_runs(P, task, seed).items():
+        w = widths(P, task, seed)[init]
+        half_a = float(f"{2 * max(-w['d1']['lo'], w['d1']['hi']):.3g}")
+        half_b = float(f"{2 * max(-w['d2']['lo'], w['d2']['hi']):.3g}")
+        axis = [round(-1 + 2 * i / (n - 1), 10) for i in range(n)]
+        out[init] = landscape.run_surface(run, alphas=[round(x * half_a, 10) for x in axis],
+                                          betas=[round(x * half_b, 10) for x in axis], centre="theta1", seed=seed,
+                                          n_eval=P.grid_n_eval, precision=P.grid_precision, device=P.device,
+                                          eval_batch_size=P.eval_batch_size, per_sample=True, splits=("train",))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def areas(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Area of the sub-level set {f ≤ f(θ1) + ε} around θ1 (:func:`basin_surfaces`): in α·β units,
+    and relative to ‖θ1‖² (area × ‖δ1‖·‖δ2‖ / ‖θ1‖², scale-invariant), with a bootstrap over the
+    training sentences; ``touches_edge`` = 1 when the set reaches the grid's edge (censored)."""
+    out = {}
+    for init, s in basin_surfaces(P, task, seed).items():
         run = main_runs(P, task, seed)[init]
         samples = s["train_sample_loss"].values.astype(np.float64)
         a, b = s["alpha"].values, s["beta"].values
@@ -226,7 +248,7 @@ def areas(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
         scale = n1 * n2 / norm(run.theta1()) ** 2
 
         def area_of(f: np.ndarray) -> dict:
-            return landscape.sublevel_area(f, a, b, (1.0, 0.0), FLAT_EPS)
+            return landscape.sublevel_area(f, a, b, (0.0, 0.0), FLAT_EPS)
 
         base = area_of(samples.mean(-1))
         se = U.bootstrap_se(lambda idx: area_of(samples[..., idx].mean(-1))["area"], samples.shape[-1])
