@@ -829,7 +829,7 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
                 n_dev_eval: int | None = 512, alphas: Sequence[float] = DEFAULT_ALPHAS,
                 views: Sequence[str] = ("theta1",), orders: Sequence[str] = RESTORE_ORDERS,
                 n_hessian: int = 64, hessian_iters: int = 8, hessian_method: str = "lanczos",
-                cka_tokens: int = 4096, seed: int = 0,
+                cka_tokens: int = 4096, seed: int = 0, curve_sets: Sequence[str] = ("train", "dev"),
                 precision: str = "auto", device: str = "auto", progress: bool | None = None,
                 force: bool = False) -> LayerReport:
     """All layer measures of a finished run, each cached in ``<cache>/layers``.
@@ -860,6 +860,8 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
         hessian_method: ``lanczos`` (:func:`bertscape.curvature.hessian_top_eigenvalues` per group)
             or ``power`` (see :func:`layer_curvature`).
         cka_tokens: token budget of :func:`layer_cka`.
+        curve_sets: which evaluation sets the per-layer curves are evaluated on (``train`` and/or
+            ``dev``; each costs G × (len(alphas) − 1) evaluations).
         seed: seeds the evaluation subsets, the CKA token sample and the power-iteration start.
         precision: evaluation precision for curves and restores (``auto``: bf16 on GPU, fp32 on
             CPU). Hessian products and CKA features are always fp32.
@@ -890,6 +892,8 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
     check_positive_int("n_hessian", n_hessian)
     check_positive_int("hessian_iters", hessian_iters)
     check_positive_int("cka_tokens", cka_tokens)
+    if isinstance(curve_sets, str) or not curve_sets or any(x not in ("train", "dev") for x in curve_sets):
+        raise bad_value("curve_sets", curve_sets, "a non-empty list from ('train', 'dev')")
     if hessian_method not in CURVATURE_METHODS:
         raise bad_value("hessian_method", hessian_method, CURVATURE_METHODS)
     if precision not in ("auto", "fp32", "bf16"):
@@ -904,7 +908,8 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
     evalkey = {"n_train_eval": n_train_eval, "n_dev_eval": n_dev_eval, "seed": seed}
     keys = {
         "change": {**base},
-        "curves": {**base, **evalkey, "alphas": a, "views": list(views), "precision": prec},
+        "curves": {**base, **evalkey, "alphas": a, "views": list(views), "precision": prec,
+                   "sets": list(curve_sets)},
         "restore": {**base, **evalkey, "orders": list(orders), "precision": prec},
         "curvature": {**base, "n_train_eval": n_train_eval, "seed": seed, "n_hessian": n_hessian,
                       "iters": hessian_iters, "method": hessian_method},
@@ -939,7 +944,8 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
         if m == "curves":
             ds = None if force else _read_nc(path)
             if ds is None:
-                parts = [layer_curves(need_model(), theta0, theta1, need_evalsets(), a, others=v, layers=layers,
+                sets = {k: es for k, es in need_evalsets().items() if k in curve_sets}
+                parts = [layer_curves(need_model(), theta0, theta1, sets, a, others=v, layers=layers,
                                       precision=prec, progress=progress).expand_dims(view=[v]) for v in views]
                 ds = xr.concat(parts, dim="view", combine_attrs="drop")
                 ds.attrs.update({"views": ",".join(views), "precision": prec, "run_key": run.spec.key(),

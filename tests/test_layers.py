@@ -342,3 +342,8 @@ def test_analyze_run_computes_and_caches(setup, monkeypatch, tmp_path):
     assert json.loads(cka_file.read_text())["cka"]["columns"][0] == "group"
     with pytest.raises(BertscapeError, match="measures"):
         layers.analyze_run(run, measures=["everything"])
+    with pytest.raises(BertscapeError, match="curve_sets"):
+        layers.analyze_run(run, curve_sets=("test",))
+    # curves on the training sentences only: no dev variables, its own cache entry
+    rep4 = layers.analyze_run(run, **{**kw, "views": ["theta1"]}, measures=["curves"], curve_sets=("train",))
+    assert "train_loss" in rep4.curves and not [v for v in rep4.curves.data_vars if v.startswith("dev_")]
