@@ -7,7 +7,7 @@ to the paper-scale experiment on a GPU.  Three profiles exist:
 ========  ==========================================================================================
 smoke     seconds; for tests. 64 sentences, one epoch, 5-point curves, 5×5 grids.
 quick     the default. The embedded MiniLM model on the embedded ``movies`` task, sized so the whole
-          book executes cold in about 25 minutes on a 2-core CPU.
+          book executes cold in about 35 minutes on a 2-core CPU.
 paper     ``bert-base-uncased`` on MRPC, RTE, SST-2 and CoLA, full data, paper-like grids; needs a GPU
           and either a reachable model hub or local copies (see :attr:`Profile.glue_dir`).
 ========  ==========================================================================================
@@ -21,10 +21,13 @@ grids, fp32 curves, a 1,000 × 10-epoch long run, uniform random batches at ~0.8
 for ~40 minutes, so the grids went to 9×9 (α and β steps of 0.25), curves and grids to bf16, the long run
 to 500 sentences × 12 epochs (fewer sentences, more passes: it still trains far past convergence), the
 Hessian to 10 products on 32 sentences, and training batches are grouped by length (0.46 s a step).
-Measured cold build, ``make book`` with an empty cache: 25 min 12 s — chapter 1 706 s (main runs
-133 + 117 s, two 41-point curves 133 s, two 9×9 surfaces and the trajectories 303 s), chapter 2 137 s
-(Hessians), chapter 3 343 s (long runs), chapter 4 304 s (layer analysis of both runs), chapter 5 14 s,
-site 4 s.
+Measured cold build before the three-state scorecard, ``make book`` with an empty cache: 25 min 12 s.
+With it (matched-lr control run, line searches, β extents from the basin, a θ1-centred basin grid,
+per-sentence bootstraps), from a fresh clone: 37 min 50 s — chapter 1 1,041 s (three runs 140 + 135 + 117 s,
+curves 125 s, line searches 160 s, surfaces 277 s, trajectories and PCA paths 72 s), chapter 2 317 s
+(basin grids ~150 s, Hessians 130 s), chapter 3 423 s (long runs at a constant rate), chapter 4 363 s
+(204 s since the per-layer curves skip the dev set and the restore skips the unused group order),
+chapter 5 16 s, site 6 s. Over the 30-minute goal: see the trustworthy-verdicts issue's note.
 """
 from __future__ import annotations
 
@@ -348,7 +351,7 @@ PROFILES: dict[str, Profile] = {
         hessian_steps=3, hessian_n_eval=16, layer_hessian_steps=2, cka_tokens=256,
     ),
     "quick": Profile(
-        name="quick", description="default; MiniLM on movie reviews, whole book < 30 min on a 2-core CPU",
+        name="quick", description="default; MiniLM on movie reviews, whole book in about 35 min on a 2-core CPU",
         model="embedded", tasks=("movies",),
     ),
     "paper": Profile(
