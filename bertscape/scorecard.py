@@ -528,4 +528,6 @@ def pairing_verdicts(summary: pd.DataFrame) -> pd.DataFrame:
         return ""
 
     v["note"] = v.apply(note, axis=1)
+    v = v.fillna("—")  # a claim that is not decided under that pairing (not marked controlled)
+    v.columns.name = None
     return v.reset_index()
