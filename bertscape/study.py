@@ -585,12 +585,14 @@ def final_metrics(P: Profile, task: str) -> pd.DataFrame:
 
 
 def mean_spread(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:
-    """Mean ± standard deviation over seeds, formatted per column."""
+    """Mean ± standard deviation over seeds, formatted per column (the mean alone for a group of
+    one seed: a spread of one value is no spread)."""
     g = df.groupby(by, sort=False)[cols]
-    mean, std = g.mean(), g.std().fillna(0.0)
+    mean, std, n = g.mean(), g.std(), g.count()
     out = pd.DataFrame(index=mean.index)
     for c in cols:
-        out[c] = [f"{m:.4g} ± {s:.2g}" if len(df) > 1 else f"{m:.4g}" for m, s in zip(mean[c], std[c])]
+        out[c] = [f"{m:.4g} ± {s:.2g}" if k > 1 and np.isfinite(s) else f"{m:.4g}"
+                  for m, s, k in zip(mean[c], std[c], n[c])]
     return out
 
 
