@@ -200,11 +200,7 @@ def random_direction(reference: ParamDict, seed: int, policy: str = "filter", bi
                 continue
             out[name] = _scale_to(draw, ref) if policy != "none" else draw
         elif policy == "filter":
-            d2 = draw.reshape(ref.shape[0], -1)
-            r2 = ref.reshape(ref.shape[0], -1)
-            dn = d2.norm(dim=1, keepdim=True)
-            scale = torch.where(dn > 0, r2.norm(dim=1, keepdim=True) / dn.clamp_min(1e-30), torch.zeros_like(dn))
-            out[name] = (d2 * scale).reshape(ref.shape)
+            out[name] = _scale_rows_to(draw, ref)
         elif policy == "layer":
             out[name] = _scale_to(draw, ref)
         else:
@@ -228,14 +224,17 @@ def filter_normalise(d: ParamDict, reference: ParamDict) -> ParamDict:
     for name, v in d.items():
         ref = reference[name].detach().float().cpu()
         x = v.detach().float().cpu()
-        if x.dim() <= 1:
-            out[name] = _scale_to(x, ref)
-            continue
-        x2, r2 = x.reshape(x.shape[0], -1), ref.reshape(ref.shape[0], -1)
-        xn = x2.norm(dim=1, keepdim=True)
-        factor = torch.where(xn > 0, r2.norm(dim=1, keepdim=True) / xn.clamp_min(1e-30), torch.zeros_like(xn))
-        out[name] = (x2 * factor).reshape(x.shape)
+        out[name] = _scale_to(x, ref) if x.dim() <= 1 else _scale_rows_to(x, ref)
     return out
+
+
+def _scale_rows_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``x`` (viewed as ``(shape[0], -1)``) with every row rescaled to the norm of the same row of
+    ``ref``; a zero row of ``x`` stays zero."""
+    x2, r2 = x.reshape(x.shape[0], -1), ref.reshape(ref.shape[0], -1)
+    xn = x2.norm(dim=1, keepdim=True)
+    factor = torch.where(xn > 0, r2.norm(dim=1, keepdim=True) / xn.clamp_min(1e-30), torch.zeros_like(xn))
+    return (x2 * factor).reshape(x.shape)
 
 
 def _scale_to(draw: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
