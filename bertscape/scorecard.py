@@ -349,10 +349,8 @@ def claim_generalise(pt: Mapping[str, np.ndarray], ri: Mapping[str, np.ndarray],
     n_dev, n_tr = len(pt["dev_labels"]), len(pt["train_labels"])
     se_dev = U.bootstrap_se(lambda i: m(pt, "dev", i) - m(ri, "dev", i), n_dev)
     gap_pt, gap_ri = m(pt, "train") - dev_pt, m(ri, "train") - dev_ri
-    rng_idx = U.resamples(n_tr, seed=U.BOOT_SEED + 1)
-    dev_idx = U.resamples(n_dev)
     gaps = [(m(ri, "train", t) - m(ri, "dev", d)) - (m(pt, "train", t) - m(pt, "dev", d))
-            for t, d in zip(rng_idx, dev_idx)]
+            for t, d in U.paired_resamples(n_tr, n_dev)]
     se_gap = float(np.std(gaps, ddof=1))
     return [row(6, f"dev {metric_name} at θ1", dev_pt, dev_ri, dev_pt - dev_ri, se_dev, "PT > RI",
                 untrained=untrained),
@@ -388,7 +386,7 @@ def claim_surfaces_agree(pt: Mapping[str, np.ndarray], ri: Mapping[str, np.ndarr
     rp, rr = rho(pt), rho(ri)
     n_tr, n_dev = pt["train_samples"].shape[-1], pt["dev_preds"].shape[-1]
     diffs = [rho(pt, t, d) - rho(ri, t, d)
-             for t, d in zip(U.resamples(n_tr, seed=U.BOOT_SEED + 1), U.resamples(n_dev))]
+             for t, d in U.paired_resamples(n_tr, n_dev)]
     se = float(np.std(diffs, ddof=1))
 
     def rho_loss(d):

@@ -128,9 +128,10 @@ def widths(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING)
     return out
 
 
-def beta_extent(P: Profile, task: str, seed: int, init: str) -> float:
-    """The run's basin half-width along δ2 in β units (the larger side): the unit of ``grid_beta``."""
-    w = widths(P, task, seed)[init]["d2"]
+def half_width(P: Profile, task: str, seed: int, init: str, direction: str = "d2") -> float:
+    """A main run's basin half-width (the larger side) along one line-search direction, in that
+    direction's units: along ``d2`` (β units) it is the unit of ``grid_beta``."""
+    w = widths(P, task, seed)[init][direction]
     return float(max(-w["lo"], w["hi"]))
 
 
@@ -139,7 +140,7 @@ def surfaces(P: Profile, task: str, seed: int = 0, centre: str = "theta0", d2: s
     """2D surfaces f(α, β) = L(origin + α·δ1 + β·δ2) of the main runs (δ2 filter-normalised
     random, orthogonalised against δ1; or the trajectory's PCA direction with ``d2="pca"``).
 
-    The β axis is ``P.grid_beta`` × the run's own basin half-width along δ2 (:func:`beta_extent`),
+    The β axis is ``P.grid_beta`` × the run's own basin half-width along δ2 (:func:`half_width`),
     rounded to 3 significant digits: the same rule for PT and RI, so the loss visibly rises inside
     every surface. Every sentence's loss and prediction is kept (claims 3 and 7 bootstrap them)."""
     alphas, unit_betas = P.grid_axes()
@@ -147,7 +148,7 @@ def surfaces(P: Profile, task: str, seed: int = 0, centre: str = "theta0", d2: s
         alphas = [round(a - 1.0, 10) for a in alphas]
     out = {}
     for init, run in main_runs(P, task, seed).items():
-        b = float(f"{beta_extent(P, task, seed, init):.3g}")
+        b = float(f"{half_width(P, task, seed, init):.3g}")
         out[init] = landscape.run_surface(run, alphas=alphas, betas=[round(x * b, 10) for x in unit_betas],
                                           centre=centre, d2=d2, seed=seed, n_eval=P.grid_n_eval,
                                           precision=P.grid_precision, device=P.device,
@@ -223,9 +224,8 @@ def basin_surfaces(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset
     out = {}
     n = P.grid_points[1]
     for init, run in main_runs(P, task, seed).items():
-        w = widths(P, task, seed)[init]
-        half_a = float(f"{2 * max(-w['d1']['lo'], w['d1']['hi']):.3g}")
-        half_b = float(f"{2 * max(-w['d2']['lo'], w['d2']['hi']):.3g}")
+        half_a = float(f"{2 * half_width(P, task, seed, init, 'd1'):.3g}")
+        half_b = float(f"{2 * half_width(P, task, seed, init, 'd2'):.3g}")
         axis = [round(-1 + 2 * i / (n - 1), 10) for i in range(n)]
         out[init] = landscape.run_surface(run, alphas=[round(x * half_a, 10) for x in axis],
                                           betas=[round(x * half_b, 10) for x in axis], centre="theta1", seed=seed,
@@ -338,27 +338,31 @@ def theta1_evals(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PA
 
 @functools.lru_cache(maxsize=64)
 def restore_predictions(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
-    """Dev predictions (the run's whole dev subset) at θ1 and with the bottom / top third of the
-    encoder layers put back to θ0, for claim 9's costs and their bootstrap."""
+    """Dev predictions (the run's whole dev subset) at θ1 (from :func:`theta1_evals`) and with the
+    bottom / top third of the encoder layers put back to θ0 (the ``bottom-up`` and ``top-down``
+    rows of :func:`bertscape.layers.restore_sets`), for claim 9's costs and their bootstrap."""
     out = {}
+    at_theta1 = theta1_evals(P, task, seed)
     for init, run in main_runs(P, task, seed).items():
         def compute(run=run) -> dict:
             dev = _device(P)
             es = landscape.eval_sets_for_run(run, run.meta["n_dev"], seed, dev, P.eval_batch_size)["dev"]
             theta0, theta1 = run.theta0(), run.theta1()
             lm = layers.discover_layers(theta0)
-            enc = lm.encoder_groups
-            k = max(1, round(len(enc) / 3))
+            k = max(1, round(lm.n_layers / 3))
+            restored = {order: groups for order, j, groups in layers.restore_sets(lm, ("bottom-up", "top-down"))
+                        if j == k}
             model = run.model("theta1", device=str(dev))
-            res = {"labels": es.labels.tolist(), "full": _eval_arrays(model, es, P.precision)["pred"]}
-            for which, groups in (("bottom", enc[:k]), ("top", enc[len(enc) - k:])):
+            res = {}
+            for which, order in (("bottom", "bottom-up"), ("top", "top-down")):
                 load_state(model, theta1)
-                load_state(model, {n: theta0[n] for n in lm.names_of(groups)})
+                load_state(model, {n: theta0[n] for n in lm.names_of(restored[order])})
                 res[which] = _eval_arrays(model, es, P.precision)["pred"]
             return res
 
         res = cache.memo_json("restore-third", {"run": run.spec.key(), "seed": seed, "precision": P.precision}, compute)
-        out[init] = {k: np.asarray(v) for k, v in res.items()}
+        out[init] = {"labels": at_theta1[init]["dev_labels"], "full": at_theta1[init]["dev_pred"],
+                     **{k: np.asarray(v) for k, v in res.items()}}
     return out
 
 

@@ -55,6 +55,13 @@ def resamples(n: int, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> np.ndarray
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
+def paired_resamples(n_train: int, n_dev: int, n_boot: int = N_BOOT) -> zip:
+    """``n_boot`` pairs of index arrays, one over ``n_train`` training sentences and one over
+    ``n_dev`` dev sentences, drawn independently (for a statistic of both sets, e.g. a train − dev
+    gap, resampled identically for PT and RI)."""
+    return zip(resamples(n_train, n_boot, seed=BOOT_SEED + 1), resamples(n_dev, n_boot))
+
+
 def bootstrap_se(stat: Callable[[np.ndarray], float], n: int, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> float:
     """Standard error of ``stat(indices)`` over resamples of ``n`` sentences."""
     vals = np.array([stat(idx) for idx in resamples(n, n_boot, seed)], dtype=np.float64)
