@@ -270,7 +270,7 @@ def claim_wider(pt: Mapping[str, Mapping[str, float]], ri: Mapping[str, Mapping[
                         censored=(f"{' and '.join(cens)} basin wider than the line search's cap" if cens else None)))
     if pt_area is not None and ri_area is not None:
         cens = [n for n, w in (("PT", pt_area), ("RI", ri_area)) if w.get("touches_edge")]
-        reason = f"{' and '.join(cens)} sub-level set reaches the grid's edge" if cens else None
+        reason = f"{' and '.join(cens)} sub-level set reaches the edge of the grown grid" if cens else None
         rows.append(row(3, "sub-level area / ‖θ1‖² (relative parameter units)", pt_area["area_rel"],
                         ri_area["area_rel"], pt_area["area_rel"] - ri_area["area_rel"],
                         math.hypot(pt_area["area_rel_se"], ri_area["area_rel_se"]), "PT > RI",

@@ -214,23 +214,83 @@ def path_stats(run: RunResult) -> dict[str, float]:
     return cache.memo_json("path", run.spec.key(), compute)
 
 
+#: The θ1-centred basin grid starts at ±2 basin half-widths a side and grows by half that span on
+#: every side its sub-level set still reaches, at most this many times (a set that reaches the edge
+#: then is censored: the area row is inconclusive).
+BASIN_GROWTH_STEPS = 3
+
+
+def _basin_area(s: xr.Dataset, f: np.ndarray | None = None) -> dict[str, float]:
+    """:func:`bertscape.landscape.sublevel_area` of θ1's set on a θ1-centred grid, with the sides
+    of the grid the set reaches (``edges``: a subset of ``"-α +α -β +β"``)."""
+    f = s["train_loss"].values if f is None else f
+    a, b = s["alpha"].values, s["beta"].values
+    res = landscape.sublevel_area(f, a, b, (0.0, 0.0), FLAT_EPS)
+    thr = res["threshold"]
+    from scipy import ndimage
+
+    lab, _ = ndimage.label(np.nan_to_num(f, nan=np.inf) <= thr)
+    comp = lab == lab[int(np.argmin(np.abs(a))), int(np.argmin(np.abs(b)))]
+    res["edges"] = [name for name, hit in (("-α", comp[0].any()), ("+α", comp[-1].any()),
+                                           ("-β", comp[:, 0].any()), ("+β", comp[:, -1].any())) if hit]
+    return res
+
+
+def grow_basin_grid(grid: Callable[[list[float], list[float]], xr.Dataset], n: int,
+                    steps: int = BASIN_GROWTH_STEPS) -> xr.Dataset:
+    """A θ1-centred grid that contains θ1's sub-level set {f ≤ f(θ1) + ε}: ``grid(alphas, betas)``
+    evaluates (and caches) the training loss on a rectangle of axis values in units of the two
+    half-spans; the grid starts at ``n`` points on [−1, 1]² and, while the set reaches a side,
+    adds ``(n − 1) // 2`` points of the same spacing on every side it reaches, at most ``steps``
+    times. Returns the merged dataset (``attrs["alpha_axis"]``/``["beta_axis"]``: its span in
+    half-span units)."""
+    axis = [round(-1 + 2 * i / (n - 1), 10) for i in range(n)]
+    step, k = 2 / (n - 1), max(1, (n - 1) // 2)
+    ax = {"alpha": list(axis), "beta": list(axis)}
+    s = grid(ax["alpha"], ax["beta"])
+    attrs = dict(s.attrs)
+    for _ in range(steps):
+        edges = _basin_area(s)["edges"]
+        if not edges:
+            break
+        for side in edges:
+            dim, sign = ("alpha" if side[1] == "α" else "beta"), (1 if side[0] == "+" else -1)
+            end = ax[dim][-1] if sign > 0 else ax[dim][0]
+            new = [round(end + sign * step * (i + 1), 10) for i in range(k)]
+            strip = grid(new, ax["beta"]) if dim == "alpha" else grid(ax["alpha"], new)
+            ax[dim] = sorted(ax[dim] + new)
+            s = xr.concat([s, strip], dim=dim, data_vars="minimal", coords="minimal",
+                          compat="override").sortby(dim)
+    s.attrs = {**attrs, "alpha_axis": [ax["alpha"][0], ax["alpha"][-1]], "beta_axis": [ax["beta"][0], ax["beta"][-1]]}
+    return s
+
+
 @functools.lru_cache(maxsize=64)
 def basin_surfaces(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset]:
     """The training loss on a grid centred at θ1 (same plane as :func:`surfaces`) that contains the
-    basin by construction: α ∈ ±2 × the basin's larger half-width along δ1 and β ∈ ±2 × its larger
-    half-width along δ2 (both from the line searches), ``P.grid_points[1]`` points a side; every
-    sentence's loss kept. Claim 3's area is measured here (the θ0-centred figure cuts the basin off
-    wherever it reaches α = 1.5)."""
+    basin: it starts at α ∈ ±2 × the basin's larger half-width along δ1 and β ∈ ±2 × its larger
+    half-width along δ2 (both from the line searches), ``P.grid_points[1]`` points a side, and
+    grows (:func:`grow_basin_grid`) on each side that the sub-level set {f ≤ f(θ1) + ε} still
+    reaches (a basin that is not a bowl, e.g. a valley that keeps falling past θ1 when a run has not
+    converged, needs the room). Every sentence's loss is kept. Claim 3's area is measured here (the
+    θ0-centred figure cuts the basin off wherever it reaches α = 1.5). Each strip is a cached grid
+    of its own."""
     out = {}
-    n = P.grid_points[1]
     for init, run in main_runs(P, task, seed).items():
         half_a = float(f"{2 * half_width(P, task, seed, init, 'd1'):.3g}")
         half_b = float(f"{2 * half_width(P, task, seed, init, 'd2'):.3g}")
-        axis = [round(-1 + 2 * i / (n - 1), 10) for i in range(n)]
-        out[init] = landscape.run_surface(run, alphas=[round(x * half_a, 10) for x in axis],
-                                          betas=[round(x * half_b, 10) for x in axis], centre="theta1", seed=seed,
-                                          n_eval=P.grid_n_eval, precision=P.grid_precision, device=P.device,
-                                          eval_batch_size=P.eval_batch_size, per_sample=True, splits=("train",))
+
+        def grid(alphas: list[float], betas: list[float], run=run, half_a=half_a, half_b=half_b) -> xr.Dataset:
+            return landscape.run_surface(run, alphas=[round(x * half_a, 10) for x in alphas],
+                                         betas=[round(x * half_b, 10) for x in betas], centre="theta1", seed=seed,
+                                         n_eval=P.grid_n_eval, precision=P.grid_precision, device=P.device,
+                                         eval_batch_size=P.eval_batch_size, per_sample=True, splits=("train",))
+
+        s = grow_basin_grid(grid, P.grid_points[1])
+        s.attrs.update(alpha_unit=half_a, beta_unit=half_b,
+                       alpha_extent=[round(x * half_a, 10) for x in s.attrs["alpha_axis"]],
+                       beta_extent=[round(x * half_b, 10) for x in s.attrs["beta_axis"]])
+        out[init] = s
     return out
 
 
@@ -238,7 +298,8 @@ def basin_surfaces(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset
 def areas(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
     """Area of the sub-level set {f ≤ f(θ1) + ε} around θ1 (:func:`basin_surfaces`): in α·β units,
     and relative to ‖θ1‖² (area × ‖δ1‖·‖δ2‖ / ‖θ1‖², scale-invariant), with a bootstrap over the
-    training sentences; ``touches_edge`` = 1 when the set reaches the grid's edge (censored)."""
+    training sentences; ``touches_edge`` = 1 when the set still reaches the edge of the grown grid
+    (censored), ``alpha_extent``/``beta_extent`` the grid's final span."""
     out = {}
     for init, s in basin_surfaces(P, task, seed).items():
         run = main_runs(P, task, seed)[init]
@@ -253,7 +314,8 @@ def areas(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
         base = area_of(samples.mean(-1))
         se = U.bootstrap_se(lambda idx: area_of(samples[..., idx].mean(-1))["area"], samples.shape[-1])
         out[init] = {"area": base["area"], "area_se": se, "area_rel": base["area"] * scale,
-                     "area_rel_se": se * scale, "touches_edge": base["touches_edge"]}
+                     "area_rel_se": se * scale, "touches_edge": base["touches_edge"],
+                     "alpha_extent": list(s.attrs["alpha_extent"]), "beta_extent": list(s.attrs["beta_extent"])}
     return out
 
 
@@ -269,7 +331,7 @@ def flatness(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]
         for k, v in w[init].items():
             row.update({f"width_{k}": v["width"], f"width_{k}_se": v["width_se"], f"width_{k}_param": v["width_param"],
                         f"width_{k}_rel": v["width_rel"], f"width_{k}_censored": v["censored"]})
-        row.update(ar[init])
+        row.update({k: v for k, v in ar[init].items() if not isinstance(v, list)})
         out[init] = row
     return out
 

@@ -38,23 +38,27 @@ StepCallback = Callable[[int, float], None]
 
 # ----------------------------------------------------------------------------- data of a run
 
+_DATA_FIELDS = ("task", "model", "data_seed", "n_train", "n_dev", "max_length", "glue_dir")
+
+
 def run_data(spec: RunSpec) -> tuple[Encoded, Encoded]:
     """The run's tokenised training and dev subsets (seeded by ``spec.data_seed``, stratified).
 
-    Memoised per process (the result depends only on the data fields of the spec); treat the
-    returned objects as read-only."""
-    data_fields = ("task", "model", "data_seed", "n_train", "n_dev", "max_length", "glue_dir")
-    return _run_data(tuple(getattr(spec, f) for f in data_fields), spec)
+    Memoised per process on the spec's data fields alone (task, model, subset sizes and seed,
+    length, data folder), so the runs of every init, seed and learning rate share one tokenised
+    copy; treat the returned objects as read-only."""
+    return _run_data(tuple(getattr(spec, f) for f in _DATA_FIELDS))
 
 
 @functools.lru_cache(maxsize=16)
-def _run_data(_key: tuple, spec: RunSpec) -> tuple[Encoded, Encoded]:
-    task = spec.task_info
-    tok = load_tokenizer(spec.model)
+def _run_data(key: tuple) -> tuple[Encoded, Encoded]:
+    fields_ = dict(zip(_DATA_FIELDS, key))
+    task = RunSpec(**fields_, init="pretrained").task_info
+    tok = load_tokenizer(fields_["model"])
     out = []
-    for split, n, param in (("train", spec.n_train, "n_train"), ("dev", spec.n_dev, "n_dev")):
-        enc = encode(load_split(task, split, spec.glue_dir), tok, spec.max_length)
-        idx = subset_indices(enc.labels, n, spec.data_seed, stratify=not task.is_regression, param=param)
+    for split, n, param in (("train", fields_["n_train"], "n_train"), ("dev", fields_["n_dev"], "n_dev")):
+        enc = encode(load_split(task, split, fields_["glue_dir"]), tok, fields_["max_length"])
+        idx = subset_indices(enc.labels, n, fields_["data_seed"], stratify=not task.is_regression, param=param)
         out.append(enc.select(idx))
     return out[0], out[1]
 

@@ -29,7 +29,7 @@ def test_quick_and_smoke_sizes() -> None:
     q = get_profile("quick")
     assert (q.model, q.tasks, q.n_train, q.n_dev, q.epochs, q.max_length, q.batch_size) == (
         "embedded", ("movies",), 2000, 512, 3, 64, 32)
-    assert q.curve_points == 41 and q.grid_points == (9, 9) and q.grid_n_eval == 256
+    assert q.curve_points == 21 and q.precision == "bf16" and q.grid_points == (9, 9) and q.grid_n_eval == 256
     assert q.grid_precision == "bf16" and q.hessian_steps == 10 and q.hessian_n_eval == 32
     s = get_profile("smoke")
     assert s.n_train == 64 and s.epochs == 1 and s.grid_points == (5, 5) and s.curve_points == 5
@@ -131,3 +131,5 @@ def test_intro_profile_table_matches_the_code() -> None:
         assert f"× [{lo}, {hi}]," in gp, (gp, p.grid_beta)
         assert rows["1D curve: points, α range, sentences"][col].startswith(f"{p.curve_points},")
         assert rows["Hessian: steps, sentences"][col] == f"{p.hessian_steps}, {num(p.hessian_n_eval)}"
+        train_prec = {"auto": ("fp32 on CPU", "bf16 on GPU"), "bf16": ("bf16 (CPU autocast)",), "fp32": ("fp32",)}
+        assert rows["training precision"][col] in train_prec[p.precision], (name, p.precision)

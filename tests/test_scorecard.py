@@ -335,7 +335,7 @@ def test_claim_3_censored_width_and_edge_area():
     rows = case_3("edge")
     area_rows = [r for r in rows if "area" in r["quantity"]]
     assert len(area_rows) == 2 and all(r["verdict"] == INC for r in area_rows)
-    assert all("PT sub-level set reaches the grid's edge" in r["reason"] for r in area_rows)
+    assert all("PT sub-level set reaches the edge of the grown grid" in r["reason"] for r in area_rows)
     assert [r["verdict"] for r in scored(rows) if "width" in r["quantity"]] == [HOLDS, HOLDS]
     # the α/β-unit rows are reported only
     rows = case_3(HOLDS)
