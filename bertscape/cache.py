@@ -17,10 +17,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-#: Bump when a change to the code alters cached results.
+from . import versions
+
+#: The package's version. Cached results are keyed by the version of their own kind
+#: (:mod:`bertscape.versions`), tied to the code that computes them, not by this number.
 CODE_VERSION = "0.2.0"
-#: Bump when the data preparation (splits, label rules) changes.
-DATA_VERSION = "1"
 
 
 def cache_dir() -> Path:
@@ -177,7 +178,7 @@ def memo_json(name: str, key: Any, compute: Callable[[], Any]) -> Any:
 
     For small derived results (numbers, tables as dicts); a missing or corrupt entry is recomputed.
     """
-    path = subdir("memo") / f"{name}-{stable_hash({'key': key, 'code': CODE_VERSION})}.json"
+    path = subdir("memo") / f"{name}-{stable_hash({'key': key, 'code': versions.version('memo:' + name)})}.json"
     stored = read_json(path)
     if isinstance(stored, dict) and "value" in stored:
         return stored["value"]

@@ -21,7 +21,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
-from . import cache
+from . import cache, versions
 from .errors import BertscapeError, bad_value, check_positive_int
 
 # ----------------------------------------------------------------------------- task registry
@@ -204,7 +204,7 @@ def load_embedded(task: Task, split: str) -> TaskData:
     parts = _split_indices(len(keep), strat)
     chosen = keep[parts[split]]
     texts = [(sentences[i],) for i in chosen]
-    fp = cache.stable_hash({"task": task.name, "split": split, "sha": VADER_SHA256, "v": cache.DATA_VERSION})
+    fp = cache.stable_hash({"task": task.name, "split": split, "sha": VADER_SHA256, "v": versions.version("data")})
     return TaskData(task, split, texts, labels_all[chosen], fp)
 
 
@@ -319,7 +319,7 @@ def load_glue(task: Task, split: str, glue_dir: str | os.PathLike | None = None)
         texts, labels = read_glue_tsv(path, layout, task)
         st = path.stat()
         fp = cache.stable_hash({"task": task.name, "split": split, "path": str(path.resolve()),
-                                "size": st.st_size, "mtime": st.st_mtime_ns, "v": cache.DATA_VERSION})
+                                "size": st.st_size, "mtime": st.st_mtime_ns, "v": versions.version("data")})
         return TaskData(task, split, texts, labels, fp)
     if not _hub_reachable():
         raise BertscapeError(
@@ -332,7 +332,7 @@ def load_glue(task: Task, split: str, glue_dir: str | os.PathLike | None = None)
                                split="train" if split == "train" else layout.hub_dev)
     texts = [tuple(ex[k] for k in layout.hub_text) for ex in ds]
     labels = np.asarray(ds["label"], dtype=np.float32 if task.is_regression else np.int64)
-    fp = cache.stable_hash({"task": task.name, "split": split, "hub": ds._fingerprint, "v": cache.DATA_VERSION})
+    fp = cache.stable_hash({"task": task.name, "split": split, "hub": ds._fingerprint, "v": versions.version("data")})
     return TaskData(task, split, texts, labels, fp)
 
 
@@ -410,7 +410,7 @@ def encode(data: TaskData, tokenizer: Any, max_length: int) -> Encoded:
     check_positive_int("max_length", max_length, upper=getattr(tokenizer, "model_max_length", 512) or 512,
                        what="the model's maximum sequence length")
     key = cache.stable_hash({"data": data.fingerprint, "tok": tokenizer_fingerprint(tokenizer),
-                             "max_length": max_length, "v": cache.CODE_VERSION})
+                             "max_length": max_length, "v": versions.version("tokens")})
     path = cache.subdir("tokens") / f"{data.task.name}-{data.split}-{key}.npz"
     stored = cache.read_npz(path)
     if stored is None or len(stored.get("offsets", [])) != len(data) + 1:

@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from . import cache
+from . import cache, versions
 from .errors import bad_value
 
 ParamDict = dict[str, torch.Tensor]
@@ -337,7 +337,7 @@ def direction_key(run_key: str, kind: str, seed: int | None = None, policy: str 
     sel = names if names is None or isinstance(names, str) else list(names)
     return cache.stable_hash({"run": run_key, "kind": kind, "seed": seed, "policy": policy,
                               "bias_policy": bias_policy, "names": sel, "extra": extra,
-                              "code": cache.CODE_VERSION})
+                              "code": versions.version("directions")})
 
 
 def save_direction(path, d: ParamDict, meta: dict | None = None) -> str:

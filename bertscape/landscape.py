@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from . import cache
+from . import cache, versions
 from .directions import (ParamDict, PointWriter, cached_direction, content_hash, cosine, direction_key, dot, norm,
                          orthogonalise, pca_directions, random_direction, resolve_names, restrict, scale, sub)
 from .errors import BertscapeError, bad_value
@@ -186,7 +186,7 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
         "direction_hashes": [content_hash(d) for d in directions],
         "evalsets": {k: v.fingerprint for k, v in sorted(evalsets.items())},
         "precision": prec,
-        "code": cache.CODE_VERSION,
+        "code": versions.version("grids"),
         "extra": {k: v for k, v in sorted((attrs or {}).items())},
     }
     if per_sample:
@@ -223,7 +223,7 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
         ds.attrs.update({
             "grid_key": key, "kind": kind, "shard": f"{shard[0]}/{shard[1]}",
             "complete": int(bool(np.all(done.reshape(-1)[flat % shard[1] == shard[0]]))),
-            "base_hash": identity["base_hash"], "precision": prec, "code_version": cache.CODE_VERSION,
+            "base_hash": identity["base_hash"], "precision": prec, "code_version": versions.version("grids"),
             "identity": json.dumps(identity, sort_keys=True),
         })
         for j, h in enumerate(identity["direction_hashes"]):

@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from . import cache
+from . import cache, versions
 from .directions import ParamDict, restrict
 from .curvature import hessian_top_eigenvalues, second_order_mode
 from .errors import BertscapeError, bad_value, check_positive_int
@@ -46,9 +46,6 @@ from .landscape import curve_1d, eval_sets_for_run
 from .evaluate import EvalSet, evaluate_sets, forward_logits, loss_fn
 from .models import load_state
 from .progress import progress_enabled
-
-#: Bump when a change here alters cached layer results.
-LAYERS_VERSION = "2"
 
 #: α values of the per-layer curves. α = 0 is the layer at θ0, α = 1 at θ1. The points 0.75 and
 #: 1.25 give a symmetric finite difference (h = 0.25) for the curvature at α = 1; h = 0.25 rather
@@ -904,7 +901,7 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
     prec = ("bf16" if dev.type == "cuda" else "fp32") if precision == "auto" else precision
 
     folder = cache.subdir("layers")
-    base = {"run": run.spec.key(), "code": cache.CODE_VERSION, "layers": LAYERS_VERSION}
+    base = {"run": run.spec.key(), "code": versions.version("layers")}
     evalkey = {"n_train_eval": n_train_eval, "n_dev_eval": n_dev_eval, "seed": seed}
     keys = {
         "change": {**base},

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import cache
+from . import cache, versions
 from .data import get_task
 from .errors import bad_value, check_positive_int
 from .models import INITS
@@ -145,7 +145,7 @@ class RunSpec:
             d["precision"] = "bf16" if on_gpu else "fp32"
         if d["glue_dir"] is not None:
             d["glue_dir"] = os.path.abspath(d["glue_dir"])
-        return cache.stable_hash({"spec": d, "code": cache.CODE_VERSION, "data": cache.DATA_VERSION})
+        return cache.stable_hash({"spec": d, "code": versions.version("runs"), "data": versions.version("data")})
 
     def label(self) -> str:
         """Short human label, e.g. ``movies/pretrained/s0``."""
