@@ -34,6 +34,8 @@ from .progress import progress_enabled
 from .spec import RunSpec
 
 StepCallback = Callable[[int, float], None]
+#: Steps between host syncs of the recorded training losses (and progress-bar updates).
+SYNC_EVERY = 25
 
 
 # ----------------------------------------------------------------------------- data of a run
@@ -284,13 +286,27 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
     bar = tqdm(total=total, initial=step, desc=spec.label(), disable=not progress_enabled(progress),
                leave=False, dynamic_ncols=True)
     t_start = time.perf_counter() - elapsed
+    # Step losses stay on the device until a sync point (an evaluation, a checkpoint, every
+    # SYNC_EVERY steps, the epoch's end): a .item() per step makes the host wait for the GPU at
+    # every step. With a callback (which needs each loss at once) every step syncs.
+    pending: list[tuple[dict, torch.Tensor]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        values = torch.stack([v for _, v in pending]).float().cpu().tolist()
+        for (row, _), v in zip(pending, values):
+            steps.append({**row, "loss": v})
+        pending.clear()
+        bar.set_postfix(loss=f"{values[-1]:.4f}", refresh=False)
+
     try:
         for epoch in range(start_epoch, spec.epochs):
             model.train()
             gen = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
             for batch in train_batches(train_enc, spec.batch_size, gen,
                                        group_by_length=spec.group_by_length):
-                batch = {k: v.to(device) for k, v in batch.items()}
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                     logits = forward_logits(model, batch)
                 loss = loss_fn(task, logits, batch["labels"])
@@ -301,9 +317,10 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
                 opt.step()
                 sched.step()
                 step += 1
-                value = loss.detach().item()
-                steps.append({"step": step, "epoch": step / steps_per_epoch, "loss": value, "lr": lr,
-                              "seconds": time.perf_counter() - t_start})
+                pending.append(({"step": step, "epoch": step / steps_per_epoch, "lr": lr,
+                                 "seconds": time.perf_counter() - t_start}, loss.detach()))
+                if callback is not None or step in eval_steps or step % SYNC_EVERY == 0:
+                    flush()
                 if step in ckpt_steps and step != total:
                     now = trainable_state(model)
                     save_file({k: (now[k] - theta0[k]).half().cpu() for k in now},
@@ -311,9 +328,9 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
                 if step in eval_steps:
                     record_eval(epoch + 1)
                 bar.update(1)
-                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
                 if callback is not None:
-                    callback(step, value)
+                    callback(step, steps[-1]["loss"])
+            flush()
             _save_resume(partial, model, opt, sched, {"epoch": epoch + 1, "step": step, "steps": steps,
                                                       "evals": evals, "preds": preds,
                                                       "elapsed": time.perf_counter() - t_start})
