@@ -2,14 +2,18 @@
 
 A profile fixes *how big* each experiment is — data sizes, training budget, grid resolution,
 evaluation subset, precision — so that one notebook runs unchanged from a seconds-long smoke test
-to the paper-scale experiment on a GPU.  Three profiles exist:
+to the paper-scale experiment on a GPU.  Four profiles exist:
 
 ========  ==========================================================================================
 smoke     seconds; for tests. 64 sentences, one epoch, 5-point curves, 5×5 grids.
 quick     the default. The embedded MiniLM model on the embedded ``movies`` task, sized so the whole
-          book executes cold in about 35 minutes on a 2-core CPU.
+          book executes cold in about 30 minutes on a 2-core CPU.
 paper     ``bert-base-uncased`` on MRPC, RTE, SST-2 and CoLA, full data, paper-like grids; needs a GPU
           and either a reachable model hub or local copies (see :attr:`Profile.glue_dir`).
+gpu       one GPU, no hub: the embedded MiniLM on the whole ``movies`` task, three seeds, 31×31 grids
+          on 1,024 sentences per split, both matched-lr controls (``make book PROFILE=gpu``). Target:
+          the whole book in about 10 minutes on one H100/H200 (one seed of a close setting, 21×21
+          grids, took 303 s on an H200: benchmarks/RESULTS.md).
 ========  ==========================================================================================
 
 Every field can be overridden: ``get_profile("quick", n_train=500)``; in a chapter notebook the
@@ -362,6 +366,15 @@ PROFILES: dict[str, Profile] = {
         layer_alphas=tuple(round(-0.5 + 0.125 * i, 3) for i in range(17)), layer_hessian_steps=20, cka_tokens=16384,
         grid_points=(31, 31), grid_alpha=(-1.0, 2.0), grid_beta=(-2.0, 2.0), grid_n_eval=1024,
         grid_precision="auto", eval_batch_size=256, hessian_steps=50, hessian_n_eval=1024,
+    ),
+    "gpu": Profile(
+        name="gpu", description="one GPU: MiniLM on the whole movies task, three seeds, 31×31 grids",
+        model="embedded", tasks=("movies",), seeds=(0, 1, 2), n_train=None, n_dev=None, epochs=3,
+        evals_per_epoch=4, n_checkpoints=20, control_lrs=("pretrained", "scratch"), long_n_train=1000,
+        long_epochs=10, curve_points=41, curve_n_eval=1024, curve_precision="auto",
+        layer_alphas=tuple(round(-0.5 + 0.125 * i, 3) for i in range(17)), layer_hessian_steps=10,
+        cka_tokens=16384, grid_points=(31, 31), grid_alpha=(-1.0, 2.0), grid_beta=(-2.0, 2.0), grid_n_eval=1024,
+        grid_precision="auto", eval_batch_size=256, hessian_steps=30, hessian_n_eval=256,
     ),
 }
 PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)

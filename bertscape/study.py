@@ -256,7 +256,7 @@ def grow_basin_grid(grid: Callable[[list[float], list[float]], xr.Dataset], n: i
         for side in edges:
             dim, sign = ("alpha" if side[1] == "α" else "beta"), (1 if side[0] == "+" else -1)
             end = ax[dim][-1] if sign > 0 else ax[dim][0]
-            new = [round(end + sign * step * (i + 1), 10) for i in range(k)]
+            new = sorted(round(end + sign * step * (i + 1), 10) for i in range(k))
             strip = grid(new, ax["beta"]) if dim == "alpha" else grid(ax["alpha"], new)
             ax[dim] = sorted(ax[dim] + new)
             s = xr.concat([s, strip], dim=dim, data_vars="minimal", coords="minimal",

@@ -49,6 +49,20 @@ def test_a_valley_falling_past_theta1_is_followed_until_it_closes() -> None:
     assert res["area"] == pytest.approx(direct["area"]) and res["area"] > 0
 
 
+def test_growth_on_the_negative_sides_keeps_the_axes_increasing() -> None:
+    # mirror image of the valley above, tilted along β as well: the set reaches -α first, then -β
+    f = lambda a, b: (a + 1.2) ** 2 / 4 + (b + 0.5) ** 2 / 2  # noqa: E731
+    calls = []
+    s = study.grow_basin_grid(_evaluator(f, calls), 9)
+    for alphas, betas in calls:
+        assert list(alphas) == sorted(alphas) and list(betas) == sorted(betas)
+    assert s.attrs["alpha_axis"][0] < -1.0 and s.attrs["beta_axis"][0] < -1.0
+    assert np.all(np.diff(s["alpha"].values) > 0) and np.all(np.diff(s["beta"].values) > 0)
+    assert study._basin_area(s)["edges"] == []
+    whole = _evaluator(f, [])(list(s["alpha"].values), list(s["beta"].values))
+    np.testing.assert_array_equal(s["train_loss"].values, whole["train_loss"].values)
+
+
 def test_a_set_wider_than_the_cap_stays_censored() -> None:
     calls = []
     s = study.grow_basin_grid(_evaluator(lambda a, b: -a + 4 * b ** 2, calls), 9, steps=2)
