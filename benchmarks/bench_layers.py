@@ -3,7 +3,6 @@
     .venv/bin/python benchmarks/bench_layers.py                 # the quick pre-trained run (trained first if not cached)
     .venv/bin/python benchmarks/bench_layers.py --init scratch  # the same for the from-scratch run
     .venv/bin/python benchmarks/bench_layers.py --settings defaults  # analyze_run's own (heavier) defaults
-    .venv/bin/python benchmarks/bench_layers.py --compare-hessian   # also time block power iteration vs Lanczos
 
 Settings ``quick`` (the default) are the quick profile's layer settings (α grid, bf16 evaluations,
 per-layer Hessian on ``hessian_n_eval`` sentences with ``layer_hessian_steps`` Lanczos steps, CKA
@@ -75,7 +74,6 @@ def main() -> None:
     ap.add_argument("--init", default="pretrained", choices=("pretrained", "scratch"))
     ap.add_argument("--settings", default="quick", choices=("quick", "defaults"))
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--compare-hessian", action="store_true", help="also time method='power' for the curvature")
     ap.add_argument("--run-folder", default=None,
                     help="use this cached run folder (e.g. one trained before the RunSpec key changed) instead of "
                          "training RunSpec(init=...); its meta.json spec must match apart from new fields")
@@ -112,7 +110,7 @@ def main() -> None:
 
     sig = inspect.signature(LY.analyze_run).parameters
     used = {k: kw.get(k, sig[k].default) for k in ("n_train_eval", "n_dev_eval", "alphas", "views", "orders",
-                                                    "precision", "n_hessian", "hessian_iters", "hessian_method",
+                                                    "precision", "n_hessian", "hessian_iters",
                                                     "cka_tokens")}
     rss_after, seconds = {}, {}
     t = time.perf_counter()
@@ -137,20 +135,6 @@ def main() -> None:
     rows.append({"measure": "total", "seconds": round(total, 1), "peak RSS after (GB)": round(rss, 2),
                  "what": f"targets ≤ {BUDGET_S:.0f} s: {'met' if total <= BUDGET_S else 'NOT met'}; "
                          f"≤ {BUDGET_RSS_GB:.0f} GB: {'met' if rss <= BUDGET_RSS_GB else 'NOT met'}"})
-    if args.compare_hessian:
-        import numpy as np
-
-        from bertscape.evaluate import prepare_eval
-
-        _, train_enc = LY._run_evalsets(run, 512, 512, 0, torch.device("cpu"))  # the subset analyze_run uses
-        hs = prepare_eval(train_enc.select(np.arange(64)))
-        model = run.model("theta1")
-        t = time.perf_counter()
-        pw = LY.layer_curvature(model, hs, iters=8, method="power", progress=False)
-        rows.append({"measure": "curvature (power, 8 steps)", "seconds": round(time.perf_counter() - t, 1),
-                     "peak RSS after (GB)": round(peak_rss_gb(), 2),
-                     "what": "max |λ_power/λ_lanczos − 1| = "
-                             f"{float(((pw['eigenvalue'] / rep.curvature['eigenvalue']) - 1).abs().max()):.3f}"})
     table = pd.DataFrame(rows)
 
     threads = torch.get_num_threads()
@@ -173,7 +157,7 @@ def main() -> None:
           rep.curve_summary.loc["theta1"][["train_loss_rise", "train_loss_curvature", "dev_metric_rise"]]
           .round(4).to_string())
     print("\nrestore:\n", rep.restore[["order", "k", "restored", "dev_metric", "train_loss"]].round(4).to_string())
-    print("\ncurvature:\n", rep.curvature[["eigenvalue", "rel_change"]].round(4).to_string())
+    print("\ncurvature:\n", rep.curvature[["eigenvalue", "residual"]].round(4).to_string())
     print("\nCKA θ0 vs θ1:\n", rep.cka[["cka"]].T.round(4).to_string())
     if args.write:
         section = f"{START}\n## Layer analysis (bench_layers.py)\n\n{header}\n\n{md}\n{END}"

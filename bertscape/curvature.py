@@ -134,8 +134,10 @@ def hessian_trace(model: torch.nn.Module, evalset: EvalSet, n_samples: int = 50,
 def curvature_by_group(model: torch.nn.Module, evalset: EvalSet,
                        groups: Mapping[str, str | Sequence[str]] | None = None, k: int = 1,
                        n_samples: int = 20, max_iter: int | None = None, seed: int = 0,
-                       max_batches: int | None = None) -> pd.DataFrame:
-    """Top eigenvalue(s) and trace of the Hessian restricted to each parameter group.
+                       max_batches: int | None = None, trace: bool = True, progress: bool | None = None,
+                       desc: str = "curvature by group") -> pd.DataFrame:
+    """Top eigenvalue(s) and trace of the Hessian restricted to each parameter group (the library's
+    operator with a parameter filter, one group at a time).
 
     Args:
         groups: ``{label: selection}`` with selections as in
@@ -143,19 +145,29 @@ def curvature_by_group(model: torch.nn.Module, evalset: EvalSet,
             ``"head"``, a list of regexes or of exact names). Default: all, embeddings, encoder, head.
         k, max_iter: Lanczos settings (see :func:`hessian_top_eigenvalues`).
         n_samples: Hutchinson probes for the trace.
+        trace: ``False`` skips the trace (its columns are NaN): the top eigenvalue alone.
+        progress, desc: a progress bar over the groups.
 
-    Returns: one row per group: ``group, n_params, top_eigenvalue, eigenvalues, trace,
-    trace_stderr, trace_per_param``.
+    Returns: one row per group: ``group, n_params, top_eigenvalue, top_residual, eigenvalues,
+    iterations, converged, trace, trace_stderr, trace_per_param`` (``converged``: the Lanczos
+    steps reached the group's parameter count, so the Krylov space is exhausted).
     """
+    from tqdm.auto import tqdm
+
+    from .progress import progress_enabled
+
     groups = dict(groups) if groups is not None else {g: g for g in ("all", "embeddings", "encoder", "head")}
     params = dict(model.named_parameters())
     rows = []
-    for label, sel in groups.items():
+    for label, sel in tqdm(groups.items(), desc=desc, disable=not progress_enabled(progress), leave=False):
         names = resolve_names([n for n, p in params.items() if p.requires_grad], sel)
         n_params = int(sum(params[n].numel() for n in names))
-        eig = hessian_top_eigenvalues(model, evalset, k, names, max_iter, seed, max_batches)
-        tr, se = hessian_trace(model, evalset, n_samples, names, seed, "hutchinson", max_batches, return_stderr=True)
-        rows.append({"group": label, "n_params": n_params, "top_eigenvalue": eig[0], "eigenvalues": eig,
+        steps = min(n_params, max_iter if max_iter is not None else max(2 * k, DEFAULT_LANCZOS_STEPS))
+        eig, res = hessian_top_eigenvalues(model, evalset, k, names, steps, seed, max_batches, return_residuals=True)
+        tr, se = (hessian_trace(model, evalset, n_samples, names, seed, "hutchinson", max_batches, return_stderr=True)
+                  if trace else (float("nan"), float("nan")))
+        rows.append({"group": label, "n_params": n_params, "top_eigenvalue": eig[0], "top_residual": res[0],
+                     "eigenvalues": eig, "iterations": steps, "converged": steps >= n_params,
                      "trace": tr, "trace_stderr": se, "trace_per_param": tr / n_params})
     return pd.DataFrame(rows)
 

@@ -40,10 +40,10 @@ import xarray as xr
 
 from . import cache, versions
 from .directions import ParamDict, restrict
-from .curvature import hessian_top_eigenvalues, second_order_mode
+from .curvature import curvature_by_group
 from .errors import BertscapeError, bad_value, check_positive_int
 from .landscape import curve_1d, eval_sets_for_run
-from .evaluate import EvalSet, evaluate_sets, forward_logits, loss_fn
+from .evaluate import EvalSet, evaluate_sets
 from .models import load_state
 from .progress import progress_enabled
 
@@ -479,27 +479,15 @@ def restore_layers(model: torch.nn.Module, theta0: ParamDict, theta1: ParamDict,
 
 # ----------------------------------------------------------------------------- per-layer curvature
 
-def _hvp_set_loss(model: torch.nn.Module, data: EvalSet, batch) -> torch.Tensor:
-    logits = forward_logits(model, batch)
-    return loss_fn(data.task, logits, batch["labels"], reduction="sum") / len(data)
-
-
-#: Methods of :func:`layer_curvature`.
-CURVATURE_METHODS = ("power", "lanczos")
-
-
 def layer_curvature(model: torch.nn.Module, data: EvalSet, groups: Sequence[str] | None = None,
-                    layers: LayerMap | None = None, iters: int = 8, tol: float = 1e-3, seed: int = 0,
-                    method: str = "power", progress: bool | None = None) -> pd.DataFrame:
-    """Top Hessian eigenvalue of the loss restricted to each group's parameters, at the model's
-    current parameters.
+                    layers: LayerMap | None = None, iters: int = 8, seed: int = 0,
+                    progress: bool | None = None) -> pd.DataFrame:
+    """Top Hessian eigenvalue of the loss restricted to each group's parameters (the diagonal
+    block H_ll = ∂²L/∂θ_l²), at the model's current parameters.
 
-    For group *l* this is the dominant eigenvalue (largest in magnitude) of the diagonal block
-    H_ll = ∂²L/∂θ_l², found by power iteration on exact Hessian-vector products (double backward
-    through ``torch.autograd``, fp32, dropout off). All groups iterate together: each step runs
-    one forward and one first-order backward per batch and then one double backward per group,
-    (the double backwards dominate, so the saving is modest: measured ~12 s per group-step vs
-    ~10 s for one Lanczos step of one group, on 128 sentences, loaded 2-core CPU).
+    This is :func:`bertscape.curvature.curvature_by_group` with one group per layer: the library's
+    Hessian operator with a parameter filter and its Lanczos iteration (hessian-eigenthings'
+    per-layer recipe), ``iters`` steps per group (one Hessian-vector product each), no trace.
 
     Args:
         model: the model at the point of interest (θ1 usually); its parameters are not changed.
@@ -507,113 +495,26 @@ def layer_curvature(model: torch.nn.Module, data: EvalSet, groups: Sequence[str]
             eigenvalue; cost grows linearly with the set).
         groups: groups to measure (default: all).
         layers: the model's :class:`LayerMap` (discovered from the model when omitted).
-        iters: maximum steps (power iterations or Lanczos steps); the ``converged``/``rel_change``
-            columns say how settled a power-iteration estimate is.
-        tol: stop a group once its Rayleigh quotient changes by less than ``tol`` relatively.
-        seed: seeds the random start vectors.
-        method: ``power`` (the block power iteration above: dominant eigenvalue, largest in
-            magnitude) or ``lanczos``: :func:`bertscape.curvature.hessian_top_eigenvalues` once per
-            group with ``iters`` Lanczos steps (largest algebraic eigenvalue; more accurate per
-            step, but every step pays a full forward and backward for one group only).
+        iters: Lanczos steps per group (capped at the group's parameter count, where the Krylov
+            space is exhausted and the eigenvalue exact).
+        seed: seeds the Lanczos start vectors.
 
     Returns:
-        DataFrame indexed by group: ``layer_index``, ``n_params``, ``eigenvalue`` (Rayleigh
-        quotient vᵀH_llv with ‖v‖ = 1), ``iterations``, ``rel_change`` (last relative change),
-        ``converged``.
-
+        DataFrame indexed by group: ``layer_index``, ``n_params``, ``eigenvalue`` (largest
+        algebraic), ``residual`` (the Ritz residual: a true eigenvalue lies within it),
+        ``iterations``, ``converged`` (the Krylov space was exhausted).
     """
     check_positive_int("iters", iters)
-    if not isinstance(tol, (int, float)) or tol < 0:
-        raise bad_value("tol", tol, "a number >= 0")
     if not isinstance(data, EvalSet):
         raise bad_value("data", type(data).__name__, "an EvalSet")
-    if method not in CURVATURE_METHODS:
-        raise bad_value("method", method, CURVATURE_METHODS)
     layers = layers if layers is not None else discover_layers(model)
     groups = _check_groups(groups, layers)
-    if method == "lanczos":
-        rows = []
-        bar = _bar(len(groups), "layer curvature (Lanczos)", progress)
-        try:
-            for g in groups:
-                names = layers.names_of(g)
-                chosen = set(names)
-                n = sum(p.numel() for k, p in model.named_parameters() if k in chosen)
-                steps = min(int(iters), n)
-                lam = hessian_top_eigenvalues(model, data, k=1, names=names, max_iter=steps, seed=seed)[0]
-                rows.append({"layer_index": layers.layer_index(g), "n_params": n, "eigenvalue": float(lam),
-                             "iterations": steps, "rel_change": float("nan"), "converged": steps == n})
-                bar.update(1)
-        finally:
-            bar.close()
-        return pd.DataFrame(rows, index=pd.Index(groups, name="group"))
-    params = dict(model.named_parameters())
-    gparams = {g: [params[n] for n in layers.names_of(g)] for g in groups}
-    gen = torch.Generator().manual_seed(int(seed))
-    vecs = {}
-    for g in groups:
-        v = [torch.randn(p.shape, generator=gen).to(p.device) for p in gparams[g]]
-        nrm = math.sqrt(sum(float(torch.sum(x * x)) for x in v))
-        vecs[g] = [x / nrm for x in v]
-    eig = {g: float("nan") for g in groups}
-    rel = {g: float("nan") for g in groups}
-    done = {g: False for g in groups}
-    its = {g: 0 for g in groups}
-    flat = [p for g in groups for p in gparams[g]]
-    req = {n: p.requires_grad for n, p in params.items()}
-    bar = _bar(iters, "layer curvature", progress)
-    try:
-        for p in params.values():
-            p.requires_grad_(False)
-        for p in flat:
-            p.requires_grad_(True)
-        with second_order_mode(model):  # eval mode, and the attention kernel with a double backward
-            for _ in range(iters):
-                active = [g for g in groups if not done[g]]
-                if not active:
-                    break
-                hv = {g: [torch.zeros_like(p) for p in gparams[g]] for g in active}
-                act_params = [p for g in active for p in gparams[g]]
-                for batch in data.batches:
-                    loss = _hvp_set_loss(model, data, batch)
-                    grads = torch.autograd.grad(loss, act_params, create_graph=True, allow_unused=True)
-                    pos = 0
-                    for j, g in enumerate(active):
-                        ng = len(gparams[g])
-                        gg = grads[pos:pos + ng]
-                        pos += ng
-                        terms = [torch.sum(a * b) for a, b in zip(gg, vecs[g]) if a is not None and a.requires_grad]
-                        if not terms:  # the loss is (at most) linear in this group here: zero block
-                            continue
-                        out = torch.autograd.grad(sum(terms), gparams[g], retain_graph=j < len(active) - 1,
-                                                  allow_unused=True)
-                        for acc, o in zip(hv[g], out):
-                            if o is not None:
-                                acc.add_(o.detach())
-                    del grads, loss
-                for g in active:
-                    lam = float(sum(torch.sum(a * b) for a, b in zip(vecs[g], hv[g])))
-                    nrm = math.sqrt(sum(float(torch.sum(x * x)) for x in hv[g]))
-                    its[g] += 1
-                    if not math.isnan(eig[g]):
-                        rel[g] = abs(lam - eig[g]) / max(abs(lam), 1e-12)
-                        done[g] = rel[g] < tol
-                    eig[g] = lam
-                    if nrm > 0:
-                        vecs[g] = [x / nrm for x in hv[g]]
-                    else:  # zero block: the eigenvalue is 0
-                        done[g] = True
-                        rel[g] = 0.0
-                bar.update(1)
-    finally:
-        bar.close()
-        for n, p in params.items():
-            p.requires_grad_(req[n])
-            p.grad = None
-    rows = [{"layer_index": layers.layer_index(g), "n_params": sum(p.numel() for p in gparams[g]),
-             "eigenvalue": eig[g], "iterations": its[g], "rel_change": rel[g], "converged": bool(done[g])}
-            for g in groups]
-    return pd.DataFrame(rows, index=pd.Index(groups, name="group"))
+    df = curvature_by_group(model, data, {g: layers.names_of(g) for g in groups}, k=1, max_iter=iters, seed=seed,
+                            trace=False, progress=progress, desc="layer curvature")
+    df = df.set_index("group").rename_axis("group")
+    df.insert(0, "layer_index", [layers.layer_index(g) for g in groups])
+    return df[["layer_index", "n_params", "top_eigenvalue", "top_residual", "iterations", "converged"]].rename(
+        columns={"top_eigenvalue": "eigenvalue", "top_residual": "residual"})
 
 
 # ----------------------------------------------------------------------------- representation similarity
@@ -825,7 +726,7 @@ def _run_evalsets(run, n_train_eval: int | None, n_dev_eval: int | None, seed: i
 def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | None = 512,
                 n_dev_eval: int | None = 512, alphas: Sequence[float] = DEFAULT_ALPHAS,
                 views: Sequence[str] = ("theta1",), orders: Sequence[str] = RESTORE_ORDERS,
-                n_hessian: int = 64, hessian_iters: int = 8, hessian_method: str = "lanczos",
+                n_hessian: int = 64, hessian_iters: int = 8,
                 cka_tokens: int = 4096, seed: int = 0, curve_sets: Sequence[str] = ("train", "dev"),
                 precision: str = "auto", device: str = "auto", progress: bool | None = None,
                 force: bool = False) -> LayerReport:
@@ -851,11 +752,9 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
             (measured ≈ 5–8× one evaluation of the same sentences); 64 sentences × 8 steps × 9
             groups took 126 s for MiniLM on 2 idle CPU cores and raised the peak memory to 3.45 GB;
             the quick profile uses 32 sentences × 4 steps (34 s, 2.3 GB; benchmarks/RESULTS.md).
-        hessian_iters: Lanczos (or power-iteration) steps per group (see :func:`layer_curvature`).
-            Lanczos finds the top eigenvalue in far fewer steps than power iteration (measured on
-            the quick run: after 2 power steps the estimates still moved by ~100 %), hence the default.
-        hessian_method: ``lanczos`` (:func:`bertscape.curvature.hessian_top_eigenvalues` per group)
-            or ``power`` (see :func:`layer_curvature`).
+        hessian_iters: Lanczos steps per group (see :func:`layer_curvature`; Lanczos settles in
+            far fewer steps than the power iteration an earlier version also offered: after 2 power
+            steps its estimates still moved by ~100 % on the quick run).
         cka_tokens: token budget of :func:`layer_cka`.
         curve_sets: which evaluation sets the per-layer curves are evaluated on (``train`` and/or
             ``dev``; each costs G × (len(alphas) − 1) evaluations).
@@ -891,8 +790,6 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
     check_positive_int("cka_tokens", cka_tokens)
     if isinstance(curve_sets, str) or not curve_sets or any(x not in ("train", "dev") for x in curve_sets):
         raise bad_value("curve_sets", curve_sets, "a non-empty list from ('train', 'dev')")
-    if hessian_method not in CURVATURE_METHODS:
-        raise bad_value("hessian_method", hessian_method, CURVATURE_METHODS)
     if precision not in ("auto", "fp32", "bf16"):
         raise bad_value("precision", precision, ("auto", "fp32", "bf16"))
     a = [float(x) for x in _check_alphas(alphas)]
@@ -909,7 +806,7 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
                    "sets": list(curve_sets)},
         "restore": {**base, **evalkey, "orders": list(orders), "precision": prec},
         "curvature": {**base, "n_train_eval": n_train_eval, "seed": seed, "n_hessian": n_hessian,
-                      "iters": hessian_iters, "method": hessian_method},
+                      "iters": hessian_iters, "method": "lanczos"},
         "cka": {**base, "n_dev_eval": n_dev_eval, "seed": seed, "tokens": cka_tokens},
     }
     paths = {m: folder / f"{run.spec.key()}-{m}-{cache.stable_hash(keys[m])}.{'nc' if m == 'curves' else 'json'}"
@@ -973,7 +870,7 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
                     mdl = need_model()
                     load_state(mdl, theta1)
                     tables = {"curvature": layer_curvature(mdl, hs, layers=layers, iters=hessian_iters, seed=seed,
-                                                           method=hessian_method, progress=progress)}
+                                                           progress=progress)}
                 else:
                     tables = {"cka": layer_cka(need_model(), theta0, theta1, need_evalsets()["dev"], cka_tokens,
                                                seed, layers, progress=progress)}

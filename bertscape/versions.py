@@ -45,7 +45,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "directions": ("1", ("bertscape.directions", "bertscape.landscape:run_directions",
                          "bertscape.landscape:pca_plane")),
     "grids": ("1", _GRID),
-    "layers": ("1", (*_EVAL, "bertscape.layers", "bertscape.curvature")),
+    "layers": ("2", (*_EVAL, "bertscape.layers", "bertscape.curvature")),
     # the JSON memos of bertscape.study, one kind per memo name
     "memo:widths": ("1", (*_EVAL, "bertscape.linesearch", "bertscape.study:widths")),
     "memo:trajectory": ("1", (*_EVAL, "bertscape.landscape:project_trajectory", "bertscape.landscape:project_points",
