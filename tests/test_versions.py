@@ -41,14 +41,18 @@ def _changed_in_copy(tmp_path: Path, edit) -> dict[str, str]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_a_planted_change_to_grid_evaluation_is_caught(tmp_path: Path) -> None:
-    def plant(pkg: Path) -> None:
-        f = pkg / "landscape.py"
+def _replace_once(file: str, old: str, new: str):
+    def edit(pkg: Path) -> None:
+        f = pkg / file
         text = f.read_text()
-        old = "point = evaluate_sets(model, evalsets, precision, per_sample)"
-        assert text.count(old) == 1
-        f.write_text(text.replace(old, "point = evaluate_sets(model, evalsets, 'fp32', per_sample)"))
+        assert text.count(old) == 1, (file, old)
+        f.write_text(text.replace(old, new))
+    return edit
 
+
+def test_a_planted_change_to_grid_evaluation_is_caught(tmp_path: Path) -> None:
+    plant = _replace_once("landscape.py", "point = evaluate_sets(model, evalsets, precision, per_sample)",
+                          "point = evaluate_sets(model, evalsets, 'fp32', per_sample)")
     diff = _changed_in_copy(tmp_path, plant)
     assert "grids" in diff and "code changed" in diff["grids"]
     assert "runs" not in diff and "tokens" not in diff  # training and tokenising do not use the grid loop
@@ -57,13 +61,7 @@ def test_a_planted_change_to_grid_evaluation_is_caught(tmp_path: Path) -> None:
 def test_an_unchanged_copy_is_clean_and_a_bump_without_record_is_caught(tmp_path: Path) -> None:
     assert _changed_in_copy(tmp_path / "a", lambda pkg: None) == {}
 
-    def bump(pkg: Path) -> None:
-        f = pkg / "versions.py"
-        text = f.read_text()
-        old = '"grids": ("1", _GRID),'
-        assert text.count(old) == 1
-        f.write_text(text.replace(old, '"grids": ("2", _GRID),'))
-
+    bump = _replace_once("versions.py", '"grids": ("1", _GRID),', '"grids": ("2", _GRID),')
     diff = _changed_in_copy(tmp_path / "b", bump)
     assert list(diff) == ["grids"] and "not recorded" in diff["grids"]
 
