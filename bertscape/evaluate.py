@@ -1,6 +1,7 @@
 """Fast evaluation of a model on a pre-tokenised, length-sorted, dynamically padded set."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -9,6 +10,7 @@ import torch
 
 from . import cache
 from .data import Batch, Encoded, Task, eval_batches
+from .errors import bad_value
 from .metrics import compute_metrics, dev_error
 from .models import autocast_dtype
 
@@ -34,6 +36,18 @@ def prepare_eval(enc: Encoded, device: torch.device | str = "cpu", batch_size: i
     moved = [{k: v.to(device) for k, v in b.items()} for b in batches]
     fp = cache.stable_hash({"enc": enc.fingerprint, "bs": batch_size})
     return EvalSet(enc.task, moved, labels, enc.n_tokens, fp)
+
+
+def check_evalsets(evalsets: Any) -> dict[str, EvalSet]:
+    """``evalsets`` as a dict after checking it is a non-empty ``{name: EvalSet}`` whose names are
+    letters and digits starting with a letter (they prefix result names such as ``train_loss``)."""
+    if not isinstance(evalsets, Mapping) or not evalsets or not all(isinstance(v, EvalSet) for v in evalsets.values()):
+        raise bad_value("evalsets", evalsets if not isinstance(evalsets, Mapping) else list(evalsets),
+                        "a non-empty dict {name: EvalSet}, e.g. {'train': ..., 'dev': ...}")
+    bad = [k for k in evalsets if not (isinstance(k, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", k))]
+    if bad:
+        raise bad_value("evalsets", bad, "names of letters and digits starting with a letter (they prefix result names)")
+    return dict(evalsets)
 
 
 def loss_fn(task: Task, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

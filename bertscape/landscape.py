@@ -39,7 +39,7 @@ from . import cache, versions
 from .directions import (ParamDict, PointWriter, cached_direction, content_hash, cosine, direction_key, dot, norm,
                          orthogonalise, pca_directions, random_direction, resolve_names, restrict, scale, sub)
 from .errors import BertscapeError, bad_value
-from .evaluate import EvalSet, evaluate, evaluate_sets, prepare_eval
+from .evaluate import EvalSet, check_evalsets, evaluate, evaluate_sets, prepare_eval
 from .models import autocast_dtype, resolve_device
 from .progress import progress_enabled
 
@@ -67,14 +67,6 @@ def _coords(values: Any, param: str) -> np.ndarray:
     if arr is None or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(np.diff(arr) <= 0):
         raise bad_value(param, values, "a non-empty, strictly increasing sequence of finite numbers")
     return arr
-
-
-def _check_evalsets(evalsets: Any) -> dict[str, EvalSet]:
-    if not isinstance(evalsets, Mapping) or not evalsets or not all(
-            isinstance(k, str) and k.isidentifier() and isinstance(v, EvalSet) for k, v in evalsets.items()):
-        raise bad_value("evalsets", evalsets if not isinstance(evalsets, Mapping) else list(evalsets),
-                        "a non-empty dict {name: EvalSet} with identifier names such as 'train', 'dev'")
-    return dict(evalsets)
 
 
 def _check_shard(shard: Any) -> tuple[int, int]:
@@ -168,7 +160,7 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
             the labels as ``<set>_label``), so that a number computed from the grid can be
             bootstrapped over sentences. float32/int; 256 sentences on a 9×9 grid is ~0.2 MB.
     """
-    evalsets = _check_evalsets(evalsets)
+    evalsets = check_evalsets(evalsets)
     shard = _check_shard(shard)
     if len(coords) != len(directions):
         raise bad_value("coords", list(coords), f"{len(directions)} coordinate arrays, one per direction")
@@ -345,17 +337,29 @@ def merge_shards(shards: Sequence[xr.Dataset | str | Path]) -> xr.Dataset:
 
 # ----------------------------------------------------------------------------- run-level helpers
 
-def eval_sets_for_run(run: Any, n_eval: int | None = 512, seed: int = 0, device: str | torch.device = "cpu",
-                      batch_size: int = 64) -> dict[str, EvalSet]:
-    """Seeded subsets (``n_eval`` each, capped at the split size; stratified for classification)
-    of a run's tokenised training and dev sets, prepared for evaluation on ``device``."""
-    from .data import subset_indices
-    from .train import run_data
+_SAME = object()
 
+
+def eval_sets_for_run(run: Any, n_eval: int | None = 512, seed: int = 0, device: str | torch.device = "cpu",
+                      batch_size: int = 64, *, n_dev: Any = _SAME,
+                      splits: Sequence[str] = ("train", "dev")) -> dict[str, EvalSet]:
+    """The evaluation sets of a run, built the same way for every stage (grids, line searches,
+    θ1 evaluations, Hessians, layer analyses): seeded subsets (stratified for classification) of
+    the run's tokenised training and dev sets, ``n_eval`` sentences each (``n_dev`` for the dev
+    set when given; ``None`` = the whole split; capped at the split's size), length-sorted and
+    moved to ``device`` once. ``splits`` picks which of the two to build."""
+    from .data import subset_indices
+    from .train import run_data  # train imports this module's evaluation helpers: a lazy import
+
+    if not splits or any(x not in ("train", "dev") for x in splits):
+        raise bad_value("splits", splits, "a non-empty subset of ('train', 'dev')")
     spec = getattr(run, "spec", run)
+    sizes = {"train": n_eval, "dev": n_eval if n_dev is _SAME else n_dev}
     out = {}
     for name, enc in zip(("train", "dev"), run_data(spec)):
-        n = None if n_eval is None else min(int(n_eval), len(enc))
+        if name not in splits:
+            continue
+        n = None if sizes[name] is None else min(int(sizes[name]), len(enc))
         idx = subset_indices(enc.labels, n, seed, stratify=not spec.task_info.is_regression, param="n_eval")
         out[name] = prepare_eval(enc.select(idx), device, batch_size)
     return out
@@ -489,10 +493,7 @@ def run_surface(run: Any, alphas: Any = None, betas: Any = None, centre: str = "
         betas = DEFAULT_BETAS_2D if centre == "theta0" else DEFAULT_AB_THETA1
     dev = _device(device)
     dirs = run_directions(run, d2, seed, policy, bias_policy, params, orthogonal)
-    evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev, eval_batch_size)
-    if not splits or any(x not in evalsets for x in splits):
-        raise bad_value("splits", splits, "a non-empty subset of ('train', 'dev')")
-    evalsets = {x: evalsets[x] for x in splits}
+    evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev, eval_batch_size, splits=tuple(splits))
     model = run.model(centre, device=str(dev))
     base = restrict(run.theta0() if centre == "theta0" else run.theta1(), dirs["d1"])
     attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": centre, "d2_kind": d2,
@@ -605,7 +606,7 @@ def project_trajectory(run: Any, d1: ParamDict, d2: ParamDict, surface: xr.Datas
                                      batch_size=int(surface.attrs.get("eval_batch_size", 64)), device=
                                      next(model.parameters()).device if model is not None else "cpu")
     if evalsets:
-        evalsets = _check_evalsets(evalsets)
+        evalsets = check_evalsets(evalsets)
         if surface is not None:
             for k, es in evalsets.items():
                 fp = surface.attrs.get(f"{k}_fingerprint")

@@ -43,7 +43,7 @@ from .directions import ParamDict, restrict
 from .curvature import curvature_by_group
 from .errors import BertscapeError, bad_value, check_positive_int
 from .landscape import curve_1d, eval_sets_for_run
-from .evaluate import EvalSet, evaluate_sets
+from .evaluate import EvalSet, check_evalsets, evaluate_sets
 from .models import load_state
 from .progress import progress_enabled
 
@@ -275,15 +275,6 @@ def relative_change(theta0: Mapping[str, torch.Tensor], theta1: Mapping[str, tor
 
 # ----------------------------------------------------------------------------- evaluation helpers
 
-def _check_evalsets(evalsets: Mapping[str, EvalSet]) -> dict[str, EvalSet]:
-    if not isinstance(evalsets, Mapping) or not evalsets or not all(isinstance(v, EvalSet) for v in evalsets.values()):
-        raise bad_value("evalsets", type(evalsets).__name__, "a non-empty dict of name → EvalSet, e.g. {'train': …, 'dev': …}")
-    bad = [k for k in evalsets if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", str(k))]
-    if bad:
-        raise bad_value("evalsets", bad, "names of letters and digits (they prefix the result columns)")
-    return dict(evalsets)
-
-
 def _check_alphas(alphas: Sequence[float]) -> np.ndarray:
     try:
         a = np.asarray(sorted(set(float(x) for x in alphas)), dtype=np.float64)
@@ -327,7 +318,7 @@ def layer_curves(model: torch.nn.Module, theta0: ParamDict, theta1: ParamDict, e
     if others not in CURVE_VIEWS:
         raise bad_value("others", others, CURVE_VIEWS)
     _check_states(theta0, theta1)
-    evalsets = _check_evalsets(evalsets)
+    evalsets = check_evalsets(evalsets)
     a = _check_alphas(alphas)
     layers = _layers_for(layers, theta0)
     groups = _check_groups(groups, layers)
@@ -450,7 +441,7 @@ def restore_layers(model: torch.nn.Module, theta0: ParamDict, theta1: ParamDict,
     per ``<set>_<metric>``. The model is left holding θ1.
     """
     _check_states(theta0, theta1)
-    evalsets = _check_evalsets(evalsets)
+    evalsets = check_evalsets(evalsets)
     layers = _layers_for(layers, theta0)
     rows = restore_sets(layers, orders)
     distinct = list(dict.fromkeys(frozenset(r[2]) for r in rows))
@@ -706,21 +697,11 @@ def _write_nc(path: Path, ds: xr.Dataset) -> None:
 
 def _run_evalsets(run, n_train_eval: int | None, n_dev_eval: int | None, seed: int, device: torch.device,
                   n_hessian: int) -> tuple[dict[str, EvalSet], EvalSet]:
-    """(``{"train": …, "dev": …}``, the training sentences the Hessian is taken on: the stratified,
-    seeded sample of :func:`bertscape.landscape.eval_sets_for_run` that chapter 2's whole-model
-    Hessian uses too, not the first rows of a label-ordered file)."""
-    from .data import subset_indices
-    from .evaluate import prepare_eval
-    from .train import run_data
-
-    train_enc, dev_enc = run_data(run.spec)
-    stratify = not run.spec.task_info.is_regression
-    tr = train_enc.select(subset_indices(train_enc.labels, min(n_train_eval or len(train_enc), len(train_enc)),
-                                         seed, stratify=stratify, param="n_train_eval"))
-    dv = dev_enc if n_dev_eval is None or n_dev_eval >= len(dev_enc) else dev_enc.select(
-        subset_indices(dev_enc.labels, n_dev_eval, seed, stratify=stratify, param="n_dev_eval"))
-    hessian = eval_sets_for_run(run, n_hessian, seed, device)["train"]
-    return {"train": prepare_eval(tr, device), "dev": prepare_eval(dv, device)}, hessian
+    """(``{"train": …, "dev": …}``, the training sentences the Hessian is taken on), both from
+    :func:`bertscape.landscape.eval_sets_for_run`: the same stratified, seeded samples chapter 2
+    uses."""
+    sets = eval_sets_for_run(run, n_train_eval, seed, device, n_dev=n_dev_eval)
+    return sets, eval_sets_for_run(run, n_hessian, seed, device, splits=("train",))["train"]
 
 
 def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | None = 512,

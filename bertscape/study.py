@@ -116,7 +116,7 @@ def widths(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING)
     for init, run in runs(P, task, seed, pairing).items():
         def compute(run=run) -> dict:
             dev = _device(P)
-            ev = landscape.eval_sets_for_run(run, P.grid_n_eval, seed, dev, P.eval_batch_size)["train"]
+            ev = landscape.eval_sets_for_run(run, P.grid_n_eval, seed, dev, P.eval_batch_size, splits=("train",))["train"]
             d2 = landscape.run_directions(run, seed=seed)["d2"]
             return linesearch.run_widths(run, d2, ev, FLAT_EPS, seed, P.grid_precision, dev)
 
@@ -345,7 +345,7 @@ def curvature_numbers(P: Profile, task: str, seed: int = 0, pairing: str = PROFI
     for init, run in runs(P, task, seed, pairing).items():
         def compute(run=run) -> dict:
             device = _device(P)
-            sets = landscape.eval_sets_for_run(run, P.hessian_n_eval, seed, device=device)
+            sets = landscape.eval_sets_for_run(run, P.hessian_n_eval, seed, device=device, splits=("train",))
             model = run.model("theta1", device=str(device))
             top, resid = curvature.hessian_top_eigenvalues(model, sets["train"], k=1, max_iter=P.hessian_steps,
                                                            seed=seed, return_residuals=True)
@@ -408,7 +408,7 @@ def restore_predictions(P: Profile, task: str, seed: int = 0) -> dict[str, dict[
     for init, run in main_runs(P, task, seed).items():
         def compute(run=run) -> dict:
             dev = _device(P)
-            es = landscape.eval_sets_for_run(run, run.meta["n_dev"], seed, dev, P.eval_batch_size)["dev"]
+            es = landscape.eval_sets_for_run(run, run.meta["n_dev"], seed, dev, P.eval_batch_size, splits=("dev",))["dev"]
             theta0, theta1 = run.theta0(), run.theta1()
             lm = layers.discover_layers(theta0)
             k = max(1, round(lm.n_layers / 3))
