@@ -507,6 +507,38 @@ def run_surface(run: Any, alphas: Any = None, betas: Any = None, centre: str = "
                       attrs=attrs, notes=notes, **kwargs)
 
 
+#: Data fields two runs must share for a segment between them (same task, model and sentences).
+_SEGMENT_FIELDS = ("task", "model", "data_seed", "n_train", "n_dev", "max_length", "glue_dir")
+
+
+def run_segment(run_a: Any, run_b: Any, ts: Any = None, n_eval: int | None = 512, eval_seed: int = 0,
+                precision: str = "auto", device: str = "auto", progress: bool | None = None,
+                eval_batch_size: int = 64, per_sample: bool = False, **kwargs: Any) -> xr.Dataset:
+    """The loss on the straight segment between two runs' end points, cached:
+    f(t) = L((1 − t)·θ1ᵃ + t·θ1ᵇ), so t = 0 is run a's θ1 and t = 1 is run b's.
+
+    The two runs must be of the same task, model and data subsets (any init, seed or learning
+    rate); the evaluation sets are run a's (:func:`eval_sets_for_run`), which are run b's too.
+    ``ts`` defaults to 11 points on [0, 1]; ``kwargs`` go to :func:`evaluate_grid`. Returns a
+    curve Dataset with dim ``alpha`` (= t) and attrs ``run_key``, ``run_b_key``.
+    """
+    sa, sb = run_a.spec, run_b.spec
+    diff = [f for f in _SEGMENT_FIELDS if getattr(sa, f) != getattr(sb, f)]
+    if diff:
+        raise bad_value("run_b", sb.label(), f"a run with run_a's {', '.join(diff)} (a segment joins runs of one task and data)")
+    ts = [round(i / 10, 10) for i in range(11)] if ts is None else ts
+    dev = _device(device)
+    theta_a = run_a.theta1()
+    direction = sub(run_b.theta1(), theta_a)
+    evalsets = eval_sets_for_run(run_a, n_eval, eval_seed, dev, eval_batch_size)
+    model = run_a.model("theta1", device=str(dev))
+    attrs = {"run_key": sa.key(), "run_label": sa.label(), "run_b_key": sb.key(), "run_b_label": sb.label(),
+             "n_eval": n_eval or -1, "eval_seed": eval_seed}
+    kwargs.setdefault("store", "auto")
+    return curve_1d(model, theta_a, direction, ts, evalsets, precision, progress, attrs=attrs, kind="segment",
+                    per_sample=per_sample, notes={"eval_batch_size": eval_batch_size}, **kwargs)
+
+
 # ----------------------------------------------------------------------------- trajectories
 
 def project_points(points: Iterable[tuple[int, ParamDict]], origin: ParamDict, d1: ParamDict,

@@ -33,7 +33,7 @@ import pandas as pd
 __all__ = [
     "INIT_COLORS", "INIT_LABELS", "INIT_SHORT", "ALPHA_LABEL", "BETA_LABEL", "use_style", "init_color",
     "init_label", "training_curves", "curve_1d", "contour_pair", "pca_paths", "surface3d_pair", "layer_bars",
-    "layer_lines", "show_plotly", "plotly_bundle", "grid_arrays",
+    "layer_lines", "show_plotly", "plotly_bundle", "grid_arrays", "segment_curves", "barrier_matrix",
 ]
 
 #: Fixed colours (colour-blind safe, from the Okabe–Ito palette): PT blue, RI vermilion.
@@ -452,4 +452,67 @@ def layer_lines(df: pd.DataFrame, value: str, *, x: str = "layer", ylabel: str |
     ax.legend()
     if title:
         ax.set_title(title)
+    return fig
+
+
+#: Colours of the segment kinds of the connectivity chapter (PT–RI in the neutral colour).
+SEGMENT_COLORS: dict[str, str] = {"PT–PT": INIT_COLORS["pretrained"], "RI–RI": INIT_COLORS["scratch"], "PT–RI": _OTHER}
+
+
+def segment_curves(segments: Sequence[Mapping[str, Any]], vars_: Sequence[str] = ("train_loss", "dev_error"), *,
+                   title: str | None = None) -> plt.Figure:
+    """The loss (and dev error) along straight segments between runs' end points, one panel per
+    quantity: ``segments`` as from :func:`bertscape.study.segments` (``kind``, ``a``, ``b`` and a
+    ``curve`` with dim ``alpha`` = t), coloured by kind (PT–PT, RI–RI, PT–RI)."""
+    fig, axes = plt.subplots(1, len(vars_), figsize=(4.6 * len(vars_), 3.6), squeeze=False)
+    for ax, var in zip(axes[0], vars_):
+        seen = set()
+        for seg in segments:
+            c = seg["curve"]
+            kind = seg["kind"]
+            ax.plot(c["alpha"].values, c[var].values, marker="o", ms=3, lw=1.4,
+                    color=SEGMENT_COLORS.get(kind, _OTHER), label=kind if kind not in seen else None)
+            seen.add(kind)
+        ax.set_xlabel("t  (θ1 of run a at 0, of run b at 1)")
+        ax.set_ylabel(_pretty(var))
+        ax.set_xlim(0, 1)
+    axes[0][0].legend(frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def barrier_matrix(barriers: pd.DataFrame, value: str = "barrier", *, title: str | None = None) -> plt.Figure:
+    """Barrier heights as seed × seed matrices, one per starting point (PT and RI with one colour
+    scale; the PT–RI segment is named in the title), each cell ``value ± standard error``.
+    ``barriers`` as from :func:`bertscape.study.barriers`."""
+    kinds = [k for k in ("PT–PT", "RI–RI") if (barriers["kind"] == k).any()]
+    vmax = float(np.nanmax(barriers[value])) if len(barriers) else 1.0
+    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(3.6 * max(1, len(kinds)) + 0.8, 3.2), squeeze=False)
+    im = None
+    for ax, kind in zip(axes[0], kinds):
+        sub = barriers[barriers["kind"] == kind]
+        names = sorted(set(sub["a"]) | set(sub["b"]), key=lambda s: int(s.split("s")[-1]))
+        idx = {n: i for i, n in enumerate(names)}
+        mat = np.zeros((len(names), len(names)))
+        se = np.zeros_like(mat)
+        for _, r in sub.iterrows():
+            i, j = idx[r["a"]], idx[r["b"]]
+            mat[i, j] = mat[j, i] = r[value]
+            se[i, j] = se[j, i] = r.get(f"{value}_se", np.nan)
+        im = ax.imshow(mat, vmin=0, vmax=max(vmax, 1e-9), cmap="magma_r")
+        for i in range(len(names)):
+            for j in range(len(names)):
+                txt = "0" if i == j else f"{mat[i, j]:.3g}\n±{se[i, j]:.2g}"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=8,
+                        color="white" if mat[i, j] > 0.6 * vmax else "black")
+        ax.set_xticks(range(len(names)), [n.split(" ")[-1] for n in names])
+        ax.set_yticks(range(len(names)), [n.split(" ")[-1] for n in names])
+        ax.set_title(f"{kind.split('–')[0]} seeds")
+        ax.grid(False)
+    if im is not None:
+        label = {"barrier": "barrier (training loss)", "dev_error_barrier": "barrier (dev error)"}.get(value, value)
+        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label=label)
+    if title:
+        fig.suptitle(title)
     return fig

@@ -160,6 +160,15 @@ class Profile:
     eval_batch_size: int = 64
     """Batch size of landscape evaluations (64 was fastest on CPU)."""
 
+    # ------------------------------------------------------------------ linear mode connectivity
+    lmc_seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds of the main runs joined by straight segments in the connectivity chapter (every pair of
+    seeds of one starting point, and PT ↔ RI at the first seed); seeds not in ``seeds`` are trained
+    for that chapter alone."""
+    segment_points: int = 11
+    """Points t ∈ [0, 1] of each segment (1 − t)·θ1ᵃ + t·θ1ᵇ (on ``grid_n_eval`` sentences per split,
+    in ``grid_precision``)."""
+
     # ------------------------------------------------------------------ curvature
     hessian_steps: int = 10
     """Lanczos steps for the top eigenvalue, and Hutchinson probes for the trace (one Hessian-vector
@@ -184,6 +193,13 @@ class Profile:
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
             raise bad_value("seeds", self.seeds, "a non-empty list of non-negative integers")
         object.__setattr__(self, "seeds", seeds)
+        lmc = tuple(self.lmc_seeds) if isinstance(self.lmc_seeds, (list, tuple)) else (self.lmc_seeds,)
+        if (len(set(lmc)) != len(lmc) or len(lmc) < 2
+                or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in lmc)):
+            raise bad_value("lmc_seeds", self.lmc_seeds, "at least two distinct non-negative integers")
+        object.__setattr__(self, "lmc_seeds", lmc)
+        if check_positive_int("segment_points", self.segment_points) < 3:
+            raise bad_value("segment_points", self.segment_points, "an integer >= 3 (t = 0, an interior point, t = 1)")
         if self.long_n_train is not None:
             check_positive_int("long_n_train", self.long_n_train)
         for name in ("long_epochs", "curve_n_eval", "grid_n_eval", "eval_batch_size", "hessian_steps",
@@ -352,7 +368,7 @@ PROFILES: dict[str, Profile] = {
         model="embedded", tasks=("movies",), n_train=64, n_dev=64, max_length=32, epochs=1, batch_size=16,
         evals_per_epoch=1, n_checkpoints=3, long_n_train=64, long_epochs=3, control_lrs=("pretrained", "scratch"),
         curve_points=5, curve_n_eval=32, layer_alphas=(0.0, 0.5, 1.0, 1.5), grid_points=(5, 5), grid_n_eval=32,
-        hessian_steps=3, hessian_n_eval=16, layer_hessian_steps=2, cka_tokens=256,
+        lmc_seeds=(0, 1), segment_points=3, hessian_steps=3, hessian_n_eval=16, layer_hessian_steps=2, cka_tokens=256,
     ),
     "quick": Profile(
         name="quick", description="default; MiniLM on movie reviews, whole book in about 30 min on a 2-core CPU",

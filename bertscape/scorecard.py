@@ -117,6 +117,9 @@ _CLAIM_LIST = (
     Claim(9, "04", "Restoring the bottom third of layers costs ≤ ~1 point; the top third costs a lot",
           "dev metric lost when those layers go back to θ0, on the run's whole dev subset; uncertainty: "
           "paired bootstrap over sentences"),
+    Claim("L", "05", "PT seeds share one basin (no barrier above ε between their θ1) and RI seeds do not",
+          "barrier of the training loss on the straight segment between every pair of seeds' θ1 (the largest "
+          "rise above the chord of its end values); uncertainty: bootstrap over sentences", extension=True),
 )
 #: Every claim, by id, in the order the book presents them.
 CLAIMS: dict[int | str, Claim] = {c.id: c for c in _CLAIM_LIST}
@@ -446,6 +449,21 @@ def claim_curvature(pt: Mapping[str, float], ri: Mapping[str, float], untrained:
                 "PT < RI", untrained=untrained),
             row("H", "Hessian trace at θ1 (Hutchinson)", pt["trace"], ri["trace"], ri["trace"] - pt["trace"],
                 math.hypot(pt["trace_stderr"], ri["trace_stderr"]), "PT < RI", untrained=untrained)]
+
+
+def claim_one_basin(pt: Sequence[tuple[float, float]], ri: Sequence[tuple[float, float]],
+                    untrained: str | None = None) -> list[dict]:
+    """Claim L from the training-loss barriers ``(barrier, standard error)`` of every segment
+    between two PT seeds and between two RI seeds: PT's largest barrier must lie below ε and
+    RI's smallest above it (each beyond Z standard errors)."""
+    if not pt or not ri:
+        reason = "fewer than two seeds of " + " and ".join(n for n, b in (("PT", pt), ("RI", ri)) if not b)
+        return [row("L", "barriers between seeds", None, None, float("nan"), None, "—", censored=reason)]
+    pt_max, ri_max, pt_min, ri_min = max(pt), max(ri), min(pt), min(ri)
+    return [row("L", "largest barrier between PT seeds (training loss)", pt_max[0], ri_max[0],
+                FLAT_EPS - pt_max[0], pt_max[1], f"PT < ε = {FLAT_EPS}", untrained=untrained),
+            row("L", "smallest barrier between RI seeds (training loss)", pt_min[0], ri_min[0],
+                ri_min[0] - FLAT_EPS, ri_min[1], f"RI > ε = {FLAT_EPS}", untrained=untrained)]
 
 
 # ----------------------------------------------------------------------------- tables

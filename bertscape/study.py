@@ -428,6 +428,67 @@ def restore_predictions(P: Profile, task: str, seed: int = 0) -> dict[str, dict[
     return out
 
 
+# ----------------------------------------------------------------------------- one basin or many
+
+def lmc_runs(P: Profile, task: str) -> dict[str, dict[int, RunResult]]:
+    """The main runs (the profile's learning rates) of every seed in ``P.lmc_seeds``, per starting
+    point: ``{init: {seed: run}}`` (seeds beyond ``P.seeds`` are trained here)."""
+    return {init: {s: runs(P, task, s)[init] for s in P.lmc_seeds} for init in P.inits}
+
+
+@functools.lru_cache(maxsize=64)
+def segments(P: Profile, task: str) -> list[dict[str, Any]]:
+    """The straight segments (1 − t)·θ1ᵃ + t·θ1ᵇ between every pair of seeds of one starting point,
+    and between PT and RI at the first seed, on ``P.segment_points`` points, ``P.grid_n_eval``
+    sentences per split (the same seeded sentences for every segment), every sentence's loss and
+    prediction kept: ``[{kind, a, b, curve}]`` with ``kind`` ``PT–PT``, ``RI–RI`` or ``PT–RI``."""
+    ts = [round(i / (P.segment_points - 1), 10) for i in range(P.segment_points)]
+    by_init = lmc_runs(P, task)
+    pairs = [(f"{_SHORT[i]}–{_SHORT[i]}", (i, a), (i, b)) for i in P.inits
+             for n, a in enumerate(P.lmc_seeds) for b in P.lmc_seeds[n + 1:]]
+    if len(P.inits) == 2:
+        s0 = P.lmc_seeds[0]
+        pairs.append(("PT–RI", ("pretrained", s0), ("scratch", s0)))
+    out = []
+    for kind, (ia, sa), (ib, sb) in pairs:
+        curve = landscape.run_segment(by_init[ia][sa], by_init[ib][sb], ts, n_eval=P.grid_n_eval,
+                                      precision=P.grid_precision, device=P.device,
+                                      eval_batch_size=P.eval_batch_size, per_sample=True)
+        out.append({"kind": kind, "a": f"{_SHORT[ia]} s{sa}", "b": f"{_SHORT[ib]} s{sb}", "curve": curve})
+    return out
+
+
+def segment_barrier(curve: xr.Dataset, split: str = "train", quantity: str = "loss") -> tuple[float, float]:
+    """(barrier, bootstrap standard error over sentences) of a segment: the largest rise of the
+    per-sentence mean ``quantity`` (``loss`` or ``error``) above the chord of its end values
+    (:func:`bertscape.landscape.barrier_height`)."""
+    t = curve["alpha"].values
+    if quantity == "loss":
+        samples = curve[f"{split}_sample_loss"].values.astype(np.float64)
+    elif quantity == "error":
+        samples = (curve[f"{split}_sample_pred"].values != curve[f"{split}_label"].values[None, :]).astype(np.float64)
+    else:
+        raise ValueError(f"quantity={quantity!r} is not accepted; expected 'loss' or 'error'")
+    value = landscape.barrier_height(samples.mean(-1), t)
+    se = U.bootstrap_se(lambda idx: landscape.barrier_height(samples[:, idx].mean(-1), t), samples.shape[-1])
+    return float(value), se
+
+
+@functools.lru_cache(maxsize=64)
+def barriers(P: Profile, task: str) -> pd.DataFrame:
+    """One row per segment of :func:`segments`: its kind and end points, the training loss at both
+    ends, and the barrier of the training loss and of the dev error with their standard errors."""
+    rows = []
+    for seg in segments(P, task):
+        c = seg["curve"]
+        f = c["train_loss"].values
+        (b, se), (db, dse) = segment_barrier(c, "train", "loss"), segment_barrier(c, "dev", "error")
+        rows.append({"kind": seg["kind"], "a": seg["a"], "b": seg["b"], "train_loss_a": float(f[0]),
+                     "train_loss_b": float(f[-1]), "barrier": b, "barrier_se": se,
+                     "dev_error_barrier": db, "dev_error_barrier_se": dse})
+    return pd.DataFrame(rows)
+
+
 # ----------------------------------------------------------------------------- claims
 
 def _metric(P: Profile, task: str) -> str:
@@ -535,6 +596,15 @@ def _claim_restore(P, task, seed, pairing):
                                    untrained=_trained(P, task, seed, pairing, "PT"))
 
 
+def _claim_one_basin(P, task, seed, pairing):
+    if seed != P.seeds[0]:  # a claim across seeds: decided once, under the first seed
+        return []
+    b = barriers(P, task)
+    pick = lambda kind: list(zip(b.loc[b["kind"] == kind, "barrier"], b.loc[b["kind"] == kind, "barrier_se"]))  # noqa: E731
+    steps = {f"{_SHORT[i]} s{s}": r.steps for i, rs in lmc_runs(P, task).items() for s, r in rs.items()}
+    return scorecard.claim_one_basin(pick("PT–PT"), pick("RI–RI"), untrained=scorecard.trained_reason(steps))
+
+
 def _claim_curvature(P, task, seed, pairing):
     untrained = _trained(P, task, seed, pairing)
     skipped = _skipped("H", pairing, untrained)
@@ -549,7 +619,7 @@ def _claim_curvature(P, task, seed, pairing):
 CLAIM_ROWS: dict[Any, Callable[[Profile, str, int, str], list[dict]]] = {
     1: _claim_training_loss, 2: _claim_monotone, 3: _claim_wider, 4: _claim_straighter,
     5: _claim_overfitting, 6: _claim_generalise, 7: _claim_surfaces_agree, 8: _claim_layers_invariant,
-    9: _claim_restore, "H": _claim_curvature,
+    9: _claim_restore, "H": _claim_curvature, "L": _claim_one_basin,
 }
 
 

@@ -250,8 +250,17 @@ def case_H(kind):
                               untrained="RI did not train" if kind == "untrained" else None)
 
 
+def case_L(kind):
+    """Barriers (value, s.e.) between seeds: PT's all below ε = 0.1, RI's all above, or not."""
+    pt, ri = {"holds": ([(0.01, 0.01), (0.03, 0.01)], [(0.4, 0.05), (0.5, 0.05)]),
+              "fails": ([(0.4, 0.05)], [(0.01, 0.01)]),
+              "inconclusive": ([(0.08, 0.02)], [(0.13, 0.03)]),
+              "untrained": ([(0.01, 0.01)], [(0.4, 0.05)])}[kind]
+    return sc.claim_one_basin(pt, ri, untrained="RI s1 did not train" if kind == "untrained" else None)
+
+
 CASES = {1: case_1, 2: case_2, 3: case_3, 4: case_4, 5: case_5, 6: case_6, 7: case_7, 8: case_8, 9: case_9,
-         "H": case_H}
+         "H": case_H, "L": case_L}
 
 
 @pytest.mark.parametrize("claim", [c for c in CASES if c != 4])
@@ -275,6 +284,7 @@ def test_every_claim_three_ways(claim, kind):
     (8, "untrained", "PT did not train"),
     (9, "untrained", "PT did not train"),
     ("H", "untrained", "RI did not train"),
+    ("L", "untrained", "RI s1 did not train"),
 ])
 def test_untrained_runs_leave_scored_rows_inconclusive(claim, kind, reason):
     rows = scored(CASES[claim](kind))
