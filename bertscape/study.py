@@ -286,7 +286,7 @@ def basin_surfaces(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset
                                          n_eval=P.grid_n_eval, precision=P.grid_precision, device=P.device,
                                          eval_batch_size=P.eval_batch_size, per_sample=True, splits=("train",))
 
-        s = grow_basin_grid(grid, P.grid_points[1])
+        s = grow_basin_grid(grid, P.grid_points[1], BASIN_GROWTH_STEPS)
         s.attrs.update(alpha_unit=half_a, beta_unit=half_b,
                        alpha_extent=[round(x * half_a, 10) for x in s.attrs["alpha_axis"]],
                        beta_extent=[round(x * half_b, 10) for x in s.attrs["beta_axis"]])
