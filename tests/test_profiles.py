@@ -131,5 +131,6 @@ def test_intro_profile_table_matches_the_code() -> None:
         assert f"× [{lo}, {hi}]," in gp, (gp, p.grid_beta)
         assert rows["1D curve: points, α range, sentences"][col].startswith(f"{p.curve_points},")
         assert rows["Hessian: steps, sentences"][col] == f"{p.hessian_steps}, {num(p.hessian_n_eval)}"
+        assert rows["seeds joined by segments (chapter 5)"][col] == ", ".join(map(str, p.lmc_seeds))
         train_prec = {"auto": ("fp32 on CPU", "bf16 on GPU"), "bf16": ("bf16 (CPU autocast)",), "fp32": ("fp32",)}
         assert rows["training precision"][col] in train_prec[p.precision], (name, p.precision)
