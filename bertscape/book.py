@@ -22,6 +22,11 @@ never modified:
 ``_build/html/``
     the site; open ``_build/html/index.html``.
 
+Before rendering, every staged notebook is prepared for readers (:func:`present_notebook`): code
+cells are folded behind a toggle except the ``parameters`` cell, and papermill's injected-parameters
+cell is removed from the page.  ``book/_static/*`` (the site's CSS) is staged into ``_static/``;
+MathJax is served from the site by the ``sphinx-mathjax-offline`` extension (``_config.yml``).
+
 Chapters run in a fresh ``python3`` kernel of the current interpreter with ``BERTSCAPE_STATIC=1``
 (explorers draw their default figure instead of widgets, see :mod:`bertscape.widgets`) and progress
 bars off.  Jupyter Book then renders with notebook execution off and warnings as errors
@@ -45,7 +50,7 @@ from .errors import BertscapeError
 from .profiles import DEFAULT_PROFILE, PROFILE_NAMES, get_profile
 
 __all__ = ["REPO_ROOT", "BookBuildError", "build_book", "toc_documents", "code_hash", "stage_sources",
-           "execute_notebooks", "render_site", "site_dir_for", "main"]
+           "execute_notebooks", "present_notebook", "present_staged", "render_site", "site_dir_for", "main"]
 
 #: The repository root (the folder holding ``_config.yml`` and ``_toc.yml``).
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -167,9 +172,17 @@ def stage_sources(source_dir: Path, stage_dir: Path) -> list[tuple[str, Path]]:
             continue
         for src in base.rglob("*"):
             rel = src.relative_to(source_dir)
-            if src.is_file() and not _ignored(rel) and src.suffix != ".ipynb":
+            if src.is_file() and not _ignored(rel) and src.suffix != ".ipynb" and \
+                    rel.parts[:2] != ("book", "_static"):
                 _copy_if_changed(src, stage_dir / rel)
                 wanted.add(stage_dir / rel)
+    static = source_dir / "book" / "_static"  # the site's own CSS: Jupyter Book loads every _static/*.css
+    if static.is_dir():
+        for src in static.rglob("*"):
+            if src.is_file() and not _ignored(src.relative_to(static)):
+                dst = stage_dir / "_static" / src.relative_to(static)
+                _copy_if_changed(src, dst)
+                wanted.add(dst)
     for f in files:  # a root-level page (e.g. intro.md beside _toc.yml)
         if f.suffix != ".ipynb":
             _copy_if_changed(f, stage_dir / f.relative_to(source_dir))
@@ -305,6 +318,57 @@ def execute_notebooks(notebooks: Sequence[tuple[str, Path]], source_dir: Path, s
     return status
 
 
+#: Tags that already decide how a cell is shown (left as the author set them).
+_SHOW_TAGS = {"parameters", "hide-input", "hide-output", "hide-cell", "remove-input", "remove-output",
+              "remove-cell", "show-input"}
+
+
+def present_notebook(nb: Any) -> bool:
+    """Prepare an executed notebook for readers, in place; return whether anything changed.
+
+    * papermill's injected-parameters cell is removed from the page (the parameters cell above it
+      says what can be set; the profile line of each chapter says what was run);
+    * every other code cell is folded (``hide-input``: its output shows, its source is a click away),
+      except the ``parameters`` cell and cells whose author chose with a tag (``show-input`` keeps a
+      cell's code open);
+    * a captioned cell (``mystnb.figure``) that drew more than one figure (one per task) keeps its
+      caption but loses its label: one label can name one figure only (Sphinx would warn).
+    """
+    changed = False
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        tags = list(cell.metadata.get("tags", []))
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = tags + ["remove-cell"]
+            changed = True
+        elif not (_SHOW_TAGS & set(tags)) and "injected-parameters" not in tags:
+            cell.metadata["tags"] = tags + ["hide-input"]
+            changed = True
+        figure = cell.metadata.get("mystnb", {}).get("figure", {})
+        shown = [o for o in cell.get("outputs", []) if o.get("output_type") in ("display_data", "execute_result")
+                 and "scrapbook" not in o.get("metadata", {})]  # glued (not displayed) values are no figures
+        if figure.get("name") and len(shown) > 1:
+            del figure["name"]
+            changed = True
+    return changed
+
+
+def present_staged(notebooks: Sequence[tuple[str, Path]], source_dir: Path, stage_dir: Path) -> None:
+    """Apply :func:`present_notebook` to every staged notebook (rewritten only when it changes)."""
+    import nbformat
+
+    for _, src in notebooks:
+        target = stage_dir / src.relative_to(source_dir)
+        if not target.is_file():
+            continue
+        nb = nbformat.read(target, as_version=4)
+        if present_notebook(nb):
+            tmp = target.with_name(f".{target.stem}.presenting.ipynb")
+            nbformat.write(nb, tmp)
+            os.replace(tmp, target)
+
+
 def _copy_unexecuted(notebooks: Sequence[tuple[str, Path]], source_dir: Path, stage_dir: Path,
                      log: Any = print) -> None:
     for docname, src in notebooks:
@@ -372,9 +436,22 @@ def _dedupe_scripts(app: Any, pagename: str, templatename: str, context: dict, d
     context["script_files"] = unique
 
 
+def _refresh_root(app: Any, env: Any, added: set[str], changed: set[str], removed: set[str]) -> list[str]:
+    """Re-read the root page (the introduction) whenever another page changed.
+
+    The introduction pastes results glued on the scorecard page (cross-document glue, resolved when
+    the introduction is written); Sphinx would otherwise keep the introduction of the previous build
+    because its own source did not change.
+    """
+    root = env.config.root_doc
+    others = (set(added) | set(changed) | set(removed)) - {root}
+    return [root] if others and root in env.found_docs else []
+
+
 def setup(app: Any) -> dict[str, Any]:
     """Sphinx extension (``sphinx: extra_extensions: [bertscape.book]`` in ``_config.yml``)."""
     app.connect("html-page-context", _dedupe_scripts, priority=900)
+    app.connect("env-get-outdated", _refresh_root)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
@@ -417,6 +494,7 @@ def build_book(profile: str = DEFAULT_PROFILE, out_dir: str | os.PathLike | None
         execute_notebooks(notebooks, source, stage, out, params, force=force, timeout=timeout, log=log)
     else:
         _copy_unexecuted(notebooks, source, stage, log=log)
+    present_staged(notebooks, source, stage)
     t1 = time.perf_counter()
     site = render_site(stage, out, fresh=fresh, log=log)
     t2 = time.perf_counter()

@@ -30,10 +30,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .report import number
+
 __all__ = [
     "INIT_COLORS", "INIT_LABELS", "INIT_SHORT", "ALPHA_LABEL", "BETA_LABEL", "use_style", "init_color",
     "init_label", "training_curves", "curve_1d", "contour_pair", "pca_paths", "surface3d_pair", "layer_bars",
-    "layer_lines", "show_plotly", "plotly_bundle", "grid_arrays", "segment_curves", "barrier_matrix",
+    "layer_lines", "show_plotly", "plotly_bundle", "grid_arrays", "VERDICT_COLORS", "forest", "segment_curves",
+    "barrier_matrix",
 ]
 
 #: Fixed colours (colour-blind safe, from the Okabe–Ito palette): PT blue, RI vermilion.
@@ -233,7 +236,7 @@ def contour_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *,
                  trajectories: Mapping[str, pd.DataFrame] | None = None, levels: int = 25,
                  log: bool = False, clip: float | None = None, title: str | None = None,
                  cbar_label: str | None = None, basin_levels: Mapping[str, float] | None = None,
-                 ylabel: str | None = None) -> plt.Figure:
+                 ylabel: str | None = None, residual_size: bool = False) -> plt.Figure:
     """Filled contour plots side by side (one panel per init) on one shared colour scale.
 
     Args:
@@ -247,6 +250,8 @@ def contour_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *,
         cbar_label: colour-bar label (default: the quantity's name).
         basin_levels: per init, a level drawn as a black line (the basin's edge f(θ1) + ε).
         ylabel: label of the β axis (default :data:`BETA_LABEL`).
+        residual_size: draw each checkpoint with an area that grows with its off-plane residual
+            (trajectory column ``rel_residual``, 0 = on the plane, 1 = entirely off it).
 
     θ0 is marked with a circle at (0, 0) and θ1 with a star at (1, 0) (at (0, 0) on a surface whose
     ``centre`` attribute is ``theta1``).
@@ -275,8 +280,13 @@ def contour_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *,
         ax.plot([0 if theta1_centred else 1], [0], "*", color="white", mec="black", ms=12, label="θ1")
         if trajectories and init in trajectories:
             t = trajectories[init]
-            ax.plot(t["alpha"], t["beta"], "-o", color=init_color(init), mec="white", lw=1.8, ms=4,
-                    label="trajectory (projected)")
+            if residual_size and "rel_residual" in t:
+                ax.plot(t["alpha"], t["beta"], "-", color=init_color(init), lw=1.8, label="trajectory (projected)")
+                ax.scatter(t["alpha"], t["beta"], s=8 + 120 * np.clip(t["rel_residual"].to_numpy(float), 0, 1),
+                           color=init_color(init), edgecolors="white", linewidths=0.6, zorder=3)
+            else:
+                ax.plot(t["alpha"], t["beta"], "-o", color=init_color(init), mec="white", lw=1.8, ms=4,
+                        label="trajectory (projected)")
         ax.set_title(init_label(init), color=init_color(init))
         ax.set_xlabel(ALPHA_LABEL)
         ax.set_ylabel(ylabel or BETA_LABEL)
@@ -515,4 +525,62 @@ def barrier_matrix(barriers: pd.DataFrame, value: str = "barrier", *, title: str
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label=label)
     if title:
         fig.suptitle(title)
+
+
+# ---------------------------------------------------------------------------- scorecard
+
+#: Colours of the three verdicts (Okabe–Ito: bluish green, vermilion, grey).
+VERDICT_COLORS: dict[str, str] = {"holds": "#009E73", "fails": "#D55E00", "inconclusive": "#7f7f7f"}
+
+
+def forest(frame: pd.DataFrame, *, z: float = 2.0, title: str | None = None, clip: float = 1000.0) -> plt.Figure:
+    """Forest plot of the scorecard: one row per scored quantity, one panel per task.
+
+    ``frame`` is :func:`bertscape.report.forest_frame`'s: ``label``, ``task``, ``z`` (the margin on
+    the claimed side in standard errors), ``lo``/``hi`` (``z`` ∓ ``z``-threshold), ``verdict``,
+    ``note``, ``pretrained``, ``scratch``. Each row is a dot at ``z`` with the interval ``z ± Z``:
+    wholly right of 0 the row holds, wholly left it fails, across 0 it is inconclusive. The x axis is
+    symmetric-logarithmic (linear within ±5); values beyond ``clip`` are drawn at the edge. A row
+    without a usable uncertainty is a hollow grey mark at 0 with the reason.
+    """
+    need = {"label", "task", "z", "lo", "hi", "verdict", "note", "pretrained", "scratch"}
+    if missing := need - set(frame.columns):
+        raise ValueError(f"forest(frame=...) lacks columns {sorted(missing)}; build it with report.forest_frame")
+    tasks = list(dict.fromkeys(frame["task"]))
+    n = max(len(frame[frame["task"] == t]) for t in tasks) if tasks else 1
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(min(5.2 * max(len(tasks), 1), 11), 0.42 * n + 1.3),
+                             sharey=True, squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        g = frame[frame["task"] == task].reset_index(drop=True)
+        y = np.arange(len(g))[::-1]
+        ax.axvspan(-z, z, color="#f1f1f1", zorder=0)
+        ax.axvline(0, color="#444444", lw=0.9, zorder=1)
+        for yi, r in zip(y, g.itertuples(index=False)):
+            colour = VERDICT_COLORS.get(r.verdict, "#7f7f7f")
+            if np.isfinite(r.z):
+                c, lo, hi = (float(np.clip(v, -clip, clip)) for v in (r.z, r.lo, r.hi))
+                ax.plot([lo, hi], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt", zorder=2)
+                ax.plot([c], [yi], "o", color=colour, ms=6.5, zorder=3)
+            else:
+                ax.plot([0], [yi], "o", mfc="white", mec="#7f7f7f", ms=6.5, zorder=3)
+                ax.annotate(r.note, (0, yi), xytext=(8, 0), textcoords="offset points", va="center",
+                            fontsize=8, color="#555555")
+            ax.annotate(f"PT {number(r.pretrained)} · RI {number(r.scratch)}", (1.0, yi),
+                        xycoords=("axes fraction", "data"), xytext=(6, 0), textcoords="offset points",
+                        va="center", fontsize=8, color="#333333", annotation_clip=False)
+        ax.set_xscale("symlog", linthresh=5.0)
+        lim = min(max(10.0, float(np.nanmax(np.abs(np.r_[g["lo"], g["hi"], 0.0]))) * 1.3), clip * 1.3)
+        ax.set_xlim(-lim, lim)
+        ticks = [t for t in (-1000, -100, -10, -z, 0, z, 10, 100, 1000) if abs(t) <= lim]
+        ax.set_xticks(ticks, [f"{t:g}".replace("-", "−") for t in ticks])
+        ax.minorticks_off()
+        ax.set_yticks(y, g["label"], fontsize=8.5)
+        ax.set_ylim(-0.7, len(g) - 0.3)
+        ax.set_xlabel("margin on the claimed side ÷ its standard error")
+        ax.set_title(task, fontsize=10)
+        ax.grid(axis="y", visible=False)
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=2.2, label=v) for v, c in VERDICT_COLORS.items()]
+    axes[0][-1].legend(handles=handles, loc="lower right", fontsize=8, frameon=True)
+    if title:
+        fig.suptitle(title, fontsize=11)
     return fig
