@@ -262,10 +262,11 @@ class DaskExecutor(Executor):
 
     distributed = True
 
-    def __init__(self, client: Any, cluster: Any = None):
+    def __init__(self, client: Any, cluster: Any = None, dashboard: bool = True):
         super().__init__()
         self.client = client
         self._cluster = cluster  # closed with the executor when this module started it
+        self._dashboard = dashboard  # False: a cluster started here without one
 
     @classmethod
     def local(cls, n_workers: int = 2, *, gpus: bool = False, dashboard: bool = False,
@@ -293,15 +294,15 @@ class DaskExecutor(Executor):
                 parent = os.environ.get("CUDA_VISIBLE_DEVICES")
                 ids = parent.split(",") if parent else [str(i) for i in range(have)]
                 workers = {f"gpu{i}": {"cls": Nanny, "options": {
-                    "nthreads": 1, "resources": {"GPU": 1}, "env": {"CUDA_VISIBLE_DEVICES": ids[i]}}}
+                    "nthreads": 1, "resources": {"GPU": 1}, "env": {"CUDA_VISIBLE_DEVICES": ids[i]}, "silence_logs": 40}}
                     for i in range(n_workers)}
-                scheduler = {"cls": Scheduler, "options": {"dashboard_address": ":0" if dashboard else None}}
+                scheduler = {"cls": Scheduler, "options": {"dashboard": dashboard, "dashboard_address": ":0"}}
                 cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
             else:
                 cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                        dashboard_address=":0" if dashboard else None, silence_logs=40)
         client = Client(cluster, set_as_default=False)  # dask.compute elsewhere stays local
-        return cls(client, cluster)
+        return cls(client, cluster, dashboard)
 
     @classmethod
     def connect(cls, address: str) -> "DaskExecutor":
@@ -349,10 +350,7 @@ class DaskExecutor(Executor):
     @property
     def dashboard_link(self) -> str | None:
         """The dashboard's address, when it is served."""
-        try:
-            return self.client.dashboard_link
-        except Exception:  # no dashboard (bokeh missing or disabled)
-            return None
+        return self.client.dashboard_link if self._dashboard else None
 
     def close(self) -> None:
         self.client.close()
