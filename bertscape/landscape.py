@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from . import cache, versions
+from . import cache, compute, versions
 from .directions import (ParamDict, PointWriter, cached_direction, content_hash, cosine, direction_key, dot, norm,
                          orthogonalise, pca_directions, random_direction, resolve_names, restrict, scale, sub)
 from .errors import BertscapeError, bad_value
@@ -316,7 +316,13 @@ def merge_shards(shards: Sequence[xr.Dataset | str | Path]) -> xr.Dataset:
     done = np.zeros(first["done"].shape, dtype=bool)
     grid_dims = first["done"].dims
     names = sorted({v for s in items for v in s.data_vars if v != "done" and s[v].dims[:len(grid_dims)] == grid_dims})
-    values = {v: np.full(next(s[v].shape for s in items if v in s), np.nan) for v in names}
+    def blank(v: str) -> np.ndarray:  # as evaluate_grid starts them: NaN values, zeroed per-sentence arrays
+        like = next(s[v] for s in items if v in s)
+        if "_sample_" in v or not np.issubdtype(like.dtype, np.floating):
+            return np.zeros(like.shape, like.dtype)
+        return np.full(like.shape, np.nan, like.dtype)
+
+    values = {v: blank(v) for v in names}
     for s in items:
         m = s["done"].values.astype(bool) & ~done
         for v in names:
@@ -458,10 +464,14 @@ def run_curve(run: Any, alphas: Any = None, n_eval: int | None = 512, eval_seed:
         precision, device, progress: as in :func:`evaluate_grid`.
         kwargs: ``shard``, ``max_points``, ``callback``, ``store`` (default ``"auto"``) …
     """
+    if compute.fans_out({"store": "auto", **kwargs}):  # a distributed executor: shards on its workers
+        return compute.sharded_grid(run_curve, run, dict(
+            alphas=alphas, n_eval=n_eval, eval_seed=eval_seed, params=params, precision=precision, device=device,
+            progress=progress, eval_batch_size=eval_batch_size, **kwargs))
     dev = _device(device)
     dirs = run_directions(run, params=params)
     evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev, eval_batch_size)
-    model = run.model("theta0", device=str(dev))
+    model = compute.model_of(run, "theta0", dev)
     base = restrict(run.theta0(), dirs["d1"])
     attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": "theta0", "n_eval": n_eval or -1,
              "eval_seed": eval_seed, "params": json.dumps(params)}
@@ -491,10 +501,15 @@ def run_surface(run: Any, alphas: Any = None, betas: Any = None, centre: str = "
         alphas = DEFAULT_ALPHAS_2D if centre == "theta0" else DEFAULT_AB_THETA1
     if betas is None:
         betas = DEFAULT_BETAS_2D if centre == "theta0" else DEFAULT_AB_THETA1
+    if compute.fans_out({"store": "auto", **kwargs}):  # a distributed executor: shards on its workers
+        return compute.sharded_grid(run_surface, run, dict(
+            alphas=alphas, betas=betas, centre=centre, d2=d2, seed=seed, policy=policy, bias_policy=bias_policy,
+            params=params, n_eval=n_eval, eval_seed=eval_seed, precision=precision, device=device, progress=progress,
+            orthogonal=orthogonal, eval_batch_size=eval_batch_size, splits=tuple(splits), **kwargs))
     dev = _device(device)
     dirs = run_directions(run, d2, seed, policy, bias_policy, params, orthogonal)
     evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev, eval_batch_size, splits=tuple(splits))
-    model = run.model(centre, device=str(dev))
+    model = compute.model_of(run, centre, dev)
     base = restrict(run.theta0() if centre == "theta0" else run.theta1(), dirs["d1"])
     attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": centre, "d2_kind": d2,
              "seed": seed, "policy": policy, "bias_policy": bias_policy, "orthogonal": int(orthogonal),

@@ -1,0 +1,147 @@
+"""The execution layer's cost and gain: one grid in-process, on 1 local Dask worker, on 2.
+
+    .venv/bin/python benchmarks/bench_compute.py            # quick-profile unit sizes (9×9, 256 sentences, bf16)
+    .venv/bin/python benchmarks/bench_compute.py --points 5  # a smaller grid
+    .venv/bin/python benchmarks/bench_compute.py --write     # also put the table into benchmarks/RESULTS.md
+
+The grid is a θ0-centred surface of a small run of the embedded MiniLM (``--points``² points, the
+quick profile's ``grid_n_eval`` = 256 training and 256 dev sentences a point, its ``grid_precision``
+bf16 and ``eval_batch_size`` 64, every sentence's loss kept): the unit of work the book sends to
+workers, a grid shard, at the quick profile's size. Measured:
+
+* in-process: ``landscape.run_surface`` in this process on one torch thread (the plain loop);
+* 1 worker: the same grid as shards (``compute.SHARDS_PER_WORKER`` per worker) on a
+  ``LocalCluster`` of one single-threaded worker process, merged by the driver; the difference to
+  the plain loop, per shard, is the executor's per-unit overhead (submission, the shard's set-up:
+  directions and evaluation sets read again, the model built once per worker, the shard file and
+  the merge);
+* 2 workers: the speed-up over 1 worker (bounded by the cores the machine really has free);
+* bare tasks: the round trip of a no-op unit through the executor, against a plain call.
+
+Workers are started and warmed up (bertscape imported) before timing; each measurement starts
+from a cache without the grid. Times are wall-clock seconds of one pass each.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("BERTSCAPE_PROGRESS", "0")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+START, END = "<!-- bench_compute:start -->", "<!-- bench_compute:end -->"
+
+
+def _warm() -> None:
+    import bertscape.landscape  # noqa: F401  (workers pay the torch/transformers import before timing)
+
+
+def _noop(x: int) -> int:
+    return x
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--points", type=int, default=9, help="grid points per axis (quick profile: 9)")
+    ap.add_argument("--n-eval", type=int, default=256, help="sentences per split and point (quick: 256)")
+    ap.add_argument("--precision", default="bf16", help="grid precision (quick: bf16)")
+    ap.add_argument("--cache", help="cache folder (default: a new temporary folder)")
+    ap.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md")
+    args = ap.parse_args()
+    os.environ["BERTSCAPE_CACHE"] = args.cache or tempfile.mkdtemp(prefix="bench-compute-")
+
+    import torch
+
+    from bertscape import cache, compute
+    from bertscape import landscape as L
+    from bertscape.spec import RunSpec
+    from bertscape.train import train
+
+    torch.set_num_threads(1)  # as each worker (Dask's nanny sets OMP_NUM_THREADS=1)
+    spec = RunSpec(n_train=256, n_dev=args.n_eval, epochs=1, device="cpu", precision="fp32", n_checkpoints=3)
+    run = train(spec, progress=False)
+    axis = [round(-0.5 + 2.0 * i / (args.points - 1), 10) for i in range(args.points)]
+    kw = dict(alphas=axis, betas=[round(-1 + 2.0 * i / (args.points - 1), 10) for i in range(args.points)],
+              n_eval=args.n_eval, precision=args.precision, device="cpu", eval_batch_size=64, per_sample=True,
+              progress=False)
+    L.run_directions(run)  # the directions are cached before any timing (a sweep computes them earlier too)
+
+    def clear_grids() -> None:
+        for p in cache.subdir("grids").glob("*.nc"):
+            p.unlink()
+
+    rows = []
+    t = time.perf_counter()
+    local = L.run_surface(run, store=None, **kw)
+    t_loop = time.perf_counter() - t
+    n_points = args.points ** 2
+    rows.append(("in-process (plain loop)", t_loop, "", ""))
+
+    times = {}
+    for n in (1, 2):
+        ex = compute.DaskExecutor.local(n)
+        try:
+            ex.client.run(_warm)
+            clear_grids()
+            t = time.perf_counter()
+            with compute.use(ex):
+                remote = L.run_surface(run, **kw)
+            times[n] = time.perf_counter() - t
+            assert all(remote[v].values.tobytes() == local[v].values.tobytes() for v in local.data_vars), \
+                "the grid differs from the in-process one"
+            shards = compute.SHARDS_PER_WORKER * n
+            if n == 1:
+                over = times[1] / t_loop - 1
+                rows.append((f"1 worker, {shards} shards", times[1],
+                             f"overhead {100 * over:+.1f} % ({(times[1] - t_loop) / shards:+.2f} s per shard)",
+                             "target ≤ 5 %"))
+                # bare round trip of a unit
+                units = [compute.Unit(f"noop {i}", _noop, (i,)) for i in range(200)]
+                ex.run(units[:10], progress=False)
+                t = time.perf_counter()
+                ex.run(units, progress=False)
+                bare = (time.perf_counter() - t) / len(units)
+                t = time.perf_counter()
+                for u in units:
+                    u.fn(*u.args)
+                plain = (time.perf_counter() - t) / len(units)
+            else:
+                rows.append((f"2 workers, {shards} shards", times[2], f"speed-up ×{times[1] / times[2]:.2f} over 1 worker",
+                             f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"))
+        finally:
+            ex.close()
+    rows.append(("bare unit round trip (200 no-op units, 1 worker)", bare, f"plain call {plain * 1e6:.1f} µs",
+                 "per unit"))
+
+    header = (f"Command: `python benchmarks/bench_compute.py --points {args.points}` — {datetime.date.today()}, "
+              f"torch {torch.__version__}, dask {__import__('dask').__version__}, {platform.machine()} "
+              f"{os.cpu_count()} cores; θ0-centred surface {args.points}×{args.points} = {n_points} points of "
+              f"MiniLM (embedded), {args.n_eval} train + {args.n_eval} dev sentences a point, {args.precision}, "
+              f"per-sentence values kept; in-process {t_loop / n_points:.2f} s a point. Each worker and the "
+              "driver use one torch thread; every distributed grid was checked equal to the in-process one "
+              "bit for bit.")
+    md = "| configuration | seconds | result | note |\n|---|---|---|---|\n" + "\n".join(
+        f"| {a} | {b:.3f} | {c} | {d} |" if b < 1 else f"| {a} | {b:.1f} | {c} | {d} |" for a, b, c, d in rows)
+    print(header + "\n\n" + md)
+    if args.write:
+        section = f"{START}\n## Execution layer: local Dask workers (bench_compute.py)\n\n{header}\n\n{md}\n{END}"
+        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+        if START in text and END in text:
+            text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
+        else:
+            text = text.rstrip() + "\n\n" + section + "\n"
+        RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

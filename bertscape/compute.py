@@ -1,0 +1,534 @@
+"""Where independent units of work run: in this process (the default) or on a Dask cluster.
+
+Everything expensive that bertscape computes splits into independent units: a training run, a
+shard of a landscape grid, one study measure of one run. This module is the one place that decides
+where such units run. The package asks :func:`current` for the active :class:`Executor` and hands
+it a list of :class:`Unit`; the executor returns one :class:`Outcome` per unit (a value, or the
+error that remained after a bounded number of retries).
+
+Backends:
+
+``InProcess`` (the default)
+    runs the units one after another in this process; nothing from Dask is imported. Landscape
+    grids do not even go through it: with this backend every code path is exactly what it was
+    before this module existed.
+``DaskExecutor``
+    a ``distributed.Client`` on a local cluster (:meth:`DaskExecutor.local`: worker *processes*
+    with one thread each, so a worker's torch uses one core) or on an existing scheduler
+    (:meth:`DaskExecutor.connect`). Scheduling, retries, worker restarts and the dashboard are
+    Dask's; this module only submits units and collects their outcomes.
+
+Choosing one: ``with compute.use(executor):`` inside Python, or the environment variable
+``BERTSCAPE_SCHEDULER`` (``tcp://host:8786`` for an existing scheduler, ``local`` or ``local:N``
+for a local cluster of N workers), which also reaches chapter kernels run by papermill. Inside a
+Dask worker :func:`current` is always in-process: a unit never fans out again.
+
+Workers and the cache: a unit runs with the driver's cache root (``$BERTSCAPE_CACHE`` as the driver
+resolved it) and the driver's other ``BERTSCAPE_*``/offline variables, so workers must see the
+cache folder at the same path (one machine, or a shared file system). Units write only their own
+files (a run folder, one shard file), atomically; the driver merges shards into the one grid file.
+
+GPUs: one worker per GPU, each started with its own ``CUDA_VISIBLE_DEVICES`` and the resource
+``GPU=1`` (``dask worker tcp://… --nworkers 1 --nthreads 1 --resources GPU=1``, or
+``DaskExecutor.local(n, gpus=True)``). When any worker advertises a ``GPU`` resource, every unit
+asks for one, so no two units share a GPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import math
+import os
+import re
+import sys
+import time
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from .errors import BertscapeError, bad_value, check_positive_int
+from .progress import progress_enabled
+
+__all__ = ["SCHEDULER_ENV", "RETRIES", "ALLOWED_FAILURES", "SHARDS_PER_WORKER", "Unit", "Outcome", "UnitsFailed",
+           "Executor", "InProcess", "DaskExecutor", "current", "use", "executor_from", "in_worker",
+           "resident_model", "model_of", "worker_cache_info", "fans_out", "sharded_grid"]
+
+#: Environment variable naming the scheduler: ``tcp://host:port`` (an existing Dask scheduler),
+#: ``local`` or ``local:N`` (a local cluster of N worker processes). Unset: in-process.
+SCHEDULER_ENV = "BERTSCAPE_SCHEDULER"
+#: Default retries of a unit that raised (Dask's ``retries=``): after 1 + RETRIES attempts its
+#: error is reported.
+RETRIES = 2
+#: A unit whose worker died while running it this many times is reported as failed (Dask's
+#: ``distributed.scheduler.allowed-failures``; set on the clusters this module starts).
+ALLOWED_FAILURES = 3
+#: A grid is cut into this many shards per worker (more shards: finer load balance and cheaper
+#: retries; fewer: less per-shard set-up). See benchmarks/bench_compute.py for the overhead.
+SHARDS_PER_WORKER = 2
+#: Environment variables a unit carries from the driver to its worker (besides the cache root).
+FORWARDED_ENV = ("BERTSCAPE_DATA", "BERTSCAPE_GLUE_DIR", "BERTSCAPE_VADER_SDIST", "HF_HUB_OFFLINE",
+                 "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME")
+STATUSES = ("computed", "cached", "done", "failed")
+
+
+# ----------------------------------------------------------------------------- units and outcomes
+
+@dataclass(frozen=True)
+class Unit:
+    """One independent piece of work: ``fn(*args, **kwargs)``.
+
+    ``fn`` must be importable on a worker (a module-level function of an installed package: it is
+    sent by reference) and its arguments picklable. ``name`` labels it in progress bars, the
+    dashboard and summaries. ``status`` is what a success is reported as: ``computed`` (it
+    produced a result) or ``done`` (it may have read its result back from the cache).
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    status: str = "computed"
+
+
+@dataclass
+class Outcome:
+    """What became of a unit: ``status`` is ``computed``/``done`` (``value`` holds the result),
+    ``cached`` (skipped: the driver found its result in the cache) or ``failed`` (``error`` holds
+    ``"<ExceptionType>: <message>"`` as raised by the last attempt). ``seconds`` is the unit's own
+    run time on its worker (the last attempt), NaN when it did not run."""
+
+    name: str
+    status: str
+    value: Any = None
+    error: str | None = None
+    seconds: float = math.nan
+
+    @property
+    def ok(self) -> bool:
+        """True unless the unit failed."""
+        return self.status != "failed"
+
+
+class UnitsFailed(BertscapeError):
+    """Some units still failed after their retries; ``failures`` lists their outcomes."""
+
+    def __init__(self, failures: Sequence[Outcome]):
+        self.failures = list(failures)
+        lines = "; ".join(f"{o.name}: {o.error}" for o in self.failures[:5])
+        more = f" (and {len(self.failures) - 5} more)" if len(self.failures) > 5 else ""
+        super().__init__(f"{len(self.failures)} unit(s) failed after their retries: {lines}{more}")
+
+
+def _unit_env() -> dict[str, str]:
+    """The driver's settings a unit runs with (the cache root as resolved here, so every worker
+    writes where the driver reads; no progress bars in worker logs)."""
+    from .cache import cache_dir  # lazy: keeps `import bertscape.compute` free of numpy
+
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    env.update(BERTSCAPE_CACHE=str(cache_dir()), BERTSCAPE_PROGRESS="0")
+    return env
+
+
+_last_cache_root: list[str] = []
+
+
+def _forget_memos_of_other_caches(root: str) -> None:
+    """A worker that served a driver with another cache root drops what it memoised from that
+    cache (the study's per-process memos and the resident models): they point at its files."""
+    if _last_cache_root and _last_cache_root[0] == root:
+        return
+    _last_cache_root[:] = [root]
+    resident_model.cache_clear()
+    study = sys.modules.get("bertscape.study")
+    for obj in vars(study).values() if study is not None else ():
+        if callable(getattr(obj, "cache_clear", None)):
+            obj.cache_clear()
+
+
+def _run_unit(fn: Callable[..., Any], args: tuple, kwargs: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Any, float]:
+    """Run one unit with the driver's environment; returns ``(value, seconds)``.
+
+    Setting ``os.environ`` is process-wide: workers run one thread each (as this module starts
+    them and as the docs tell), so no two units of one process overlap."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        _forget_memos_of_other_caches(env.get("BERTSCAPE_CACHE", ""))
+        start = time.perf_counter()
+        value = fn(*args, **dict(kwargs))
+        return value, time.perf_counter() - start
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# ----------------------------------------------------------------------------- executors
+
+class Executor(ABC):
+    """Runs lists of independent units; keeps every outcome in :attr:`log` (for summaries)."""
+
+    #: True when units leave this process (grids are then cut into shards).
+    distributed: bool = False
+
+    def __init__(self) -> None:
+        self.log: list[Outcome] = []
+
+    @property
+    @abstractmethod
+    def n_workers(self) -> int:
+        """How many units can run at once."""
+
+    @abstractmethod
+    def _run(self, units: Sequence[Unit], retries: int, bar: Any) -> list[Outcome]:
+        ...
+
+    def run(self, units: Sequence[Unit], *, retries: int = RETRIES, desc: str = "units",
+            progress: bool | None = None) -> list[Outcome]:
+        """Run ``units`` and return their outcomes in the same order.
+
+        A unit that raises is attempted again up to ``retries`` times; if it still fails its
+        outcome says ``failed`` with the error, and the other units go on. Nothing is raised for
+        a failed unit: the caller decides (see :class:`UnitsFailed`).
+        """
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise bad_value("retries", retries, "a non-negative integer")
+        units = list(units)
+        if not all(isinstance(u, Unit) for u in units):
+            raise bad_value("units", units, "a list of compute.Unit")
+        if not units:
+            return []
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(units), desc=desc, disable=not progress_enabled(progress), leave=False,
+                  dynamic_ncols=True) as bar:
+            out = self._run(units, retries, bar)
+        self.log.extend(out)
+        return out
+
+    def record(self, outcome: Outcome) -> None:
+        """Add an outcome decided by the driver (e.g. ``cached``) to :attr:`log`."""
+        self.log.append(outcome)
+
+    def close(self) -> None:
+        """Release what the executor holds (a cluster it started)."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class InProcess(Executor):
+    """Units one after another in this process (no extra import, no copies of the arguments)."""
+
+    distributed = False
+
+    @property
+    def n_workers(self) -> int:
+        return 1
+
+    def _run(self, units: Sequence[Unit], retries: int, bar: Any) -> list[Outcome]:
+        out = []
+        for u in units:
+            for attempt in range(retries + 1):
+                start = time.perf_counter()
+                try:
+                    value = u.fn(*u.args, **dict(u.kwargs))
+                except Exception as exc:  # reported after the retries, as on a cluster
+                    outcome = Outcome(u.name, "failed", error=f"{type(exc).__name__}: {exc}",
+                                      seconds=time.perf_counter() - start)
+                else:
+                    outcome = Outcome(u.name, u.status, value, seconds=time.perf_counter() - start)
+                    break
+            out.append(outcome)
+            bar.update(1)
+        return out
+
+
+def _key(name: str) -> str:
+    """A Dask key for a unit: its name made key-safe plus a random suffix (keys must be unique;
+    the part before the last ``-`` groups tasks on the dashboard)."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", name).strip("_")[:80] + "-" + uuid.uuid4().hex[:12]
+
+
+class DaskExecutor(Executor):
+    """Units as Dask tasks on a ``distributed.Client`` (see :meth:`local` and :meth:`connect`)."""
+
+    distributed = True
+
+    def __init__(self, client: Any, cluster: Any = None, dashboard: bool = True):
+        super().__init__()
+        self.client = client
+        self._cluster = cluster  # closed with the executor when this module started it
+        self._dashboard = dashboard  # False: a cluster started here without one
+
+    @classmethod
+    def local(cls, n_workers: int = 2, *, gpus: bool = False, dashboard: bool = False,
+              allowed_failures: int = ALLOWED_FAILURES) -> "DaskExecutor":
+        """A local cluster of ``n_workers`` worker processes with one thread each (Dask's
+        ``LocalCluster``; each worker process runs under a nanny that restarts it if it dies).
+
+        ``gpus=True``: one worker per GPU, worker ``i`` with ``CUDA_VISIBLE_DEVICES=i`` and the
+        resource ``GPU=1`` (``n_workers`` must not exceed the visible GPUs). ``dashboard``: serve
+        Dask's dashboard on a free port (needs ``bokeh``).
+        """
+        import dask
+        from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster
+
+        check_positive_int("n_workers", n_workers)
+        with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+            if gpus:
+                import torch
+
+                have = torch.cuda.device_count()
+                if n_workers > have:
+                    raise bad_value("n_workers", n_workers, f"at most the {have} visible GPU(s) with gpus=True")
+                # LocalCluster gives every worker the same environment; Dask's SpecCluster takes one
+                # spec per worker, which is how each gets its own CUDA_VISIBLE_DEVICES.
+                parent = os.environ.get("CUDA_VISIBLE_DEVICES")
+                ids = parent.split(",") if parent else [str(i) for i in range(have)]
+                workers = {f"gpu{i}": {"cls": Nanny, "options": {
+                    "nthreads": 1, "resources": {"GPU": 1}, "env": {"CUDA_VISIBLE_DEVICES": ids[i]}, "silence_logs": 40}}
+                    for i in range(n_workers)}
+                scheduler = {"cls": Scheduler, "options": {"dashboard": dashboard, "dashboard_address": ":0"}}
+                cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
+            else:
+                cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0" if dashboard else None, silence_logs=40)
+        client = Client(cluster, set_as_default=False)  # dask.compute elsewhere stays local
+        return cls(client, cluster, dashboard)
+
+    @classmethod
+    def connect(cls, address: str) -> "DaskExecutor":
+        """A client of the scheduler at ``address`` (``tcp://host:8786``); the cluster stays up
+        when the executor closes."""
+        from distributed import Client
+
+        try:
+            client = Client(address, timeout="30s", set_as_default=False)
+        except OSError as exc:
+            raise bad_value(SCHEDULER_ENV, address, f"the address of a running Dask scheduler ({exc})") from None
+        return cls(client)
+
+    @property
+    def n_workers(self) -> int:
+        return max(1, len(self.client.nthreads()))
+
+    def _resources(self) -> dict[str, int] | None:
+        workers = self.client.scheduler_info().get("workers", {}).values()
+        return {"GPU": 1} if any("GPU" in (w.get("resources") or {}) for w in workers) else None
+
+    def _run(self, units: Sequence[Unit], retries: int, bar: Any) -> list[Outcome]:
+        from distributed import as_completed
+
+        env = _unit_env()
+        resources = self._resources()
+        index = {}
+        for i, u in enumerate(units):
+            fut = self.client.submit(_run_unit, u.fn, tuple(u.args), dict(u.kwargs), env, key=_key(u.name),
+                                     retries=retries, resources=resources, pure=False)
+            index[fut] = i
+        out: list[Outcome | None] = [None] * len(units)
+        for fut in as_completed(list(index), loop=self.client.loop):  # this client is not the default one
+            u = units[index[fut]]
+            if fut.status == "finished":
+                value, seconds = fut.result()
+                out[index[fut]] = Outcome(u.name, u.status, value, seconds=seconds)
+            else:  # Dask re-raised on the driver: the unit's own error, or KilledWorker
+                exc = fut.exception()
+                out[index[fut]] = Outcome(u.name, "failed", error=f"{type(exc).__name__}: {exc}")
+            fut.release()
+            bar.update(1)
+        return [o for o in out if o is not None]
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's address, when it is served."""
+        return self.client.dashboard_link if self._dashboard else None
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+# ----------------------------------------------------------------------------- the active executor
+
+_IN_PROCESS = InProcess()
+_active: contextvars.ContextVar[Executor | None] = contextvars.ContextVar("bertscape_executor", default=None)
+_from_env: dict[str, Executor] = {}
+
+
+def in_worker() -> bool:
+    """True inside a Dask worker (checked without importing Dask when it is not loaded)."""
+    if "distributed" not in sys.modules:
+        return False
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def executor_from(scheduler: str | None = None, local: int | None = None, gpus: bool = False) -> Executor:
+    """An executor from settings: ``local=N`` (a local cluster of N workers), ``scheduler``
+    (``tcp://host:port``; ``local``/``local:N``) or neither (in-process)."""
+    if local is not None:
+        if scheduler:
+            raise bad_value("scheduler", scheduler, "nothing when local workers are asked for")
+        return DaskExecutor.local(check_positive_int("local", local), gpus=gpus)
+    if not scheduler:
+        return _IN_PROCESS
+    if not isinstance(scheduler, str):
+        raise bad_value("scheduler", scheduler, "'tcp://host:port', 'local' or 'local:N'")
+    m = re.fullmatch(r"local(?::(\d+))?", scheduler.strip())
+    if m:
+        n = int(m.group(1)) if m.group(1) else max(1, (os.cpu_count() or 2) // 2)
+        return DaskExecutor.local(check_positive_int("scheduler workers", n), gpus=gpus)
+    if "://" not in scheduler:
+        raise bad_value("scheduler", scheduler, "'tcp://host:port' (a Dask scheduler), 'local' or 'local:N'")
+    return DaskExecutor.connect(scheduler)
+
+
+def current() -> Executor:
+    """The active executor: in-process inside a Dask worker; else the one :func:`use` set; else
+    one from ``$BERTSCAPE_SCHEDULER`` (started once per process and value); else in-process."""
+    if in_worker():
+        return _IN_PROCESS
+    ex = _active.get()
+    if ex is not None:
+        return ex
+    spec = os.environ.get(SCHEDULER_ENV, "").strip()
+    if not spec:
+        return _IN_PROCESS
+    if spec not in _from_env:
+        _from_env[spec] = executor_from(spec)
+    return _from_env[spec]
+
+
+@contextlib.contextmanager
+def use(executor: Executor) -> Iterator[Executor]:
+    """Make ``executor`` the active one inside the ``with`` block (it is not closed on exit)."""
+    if not isinstance(executor, Executor):
+        raise bad_value("executor", executor, "a compute.Executor (InProcess or DaskExecutor)")
+    token = _active.set(executor)
+    try:
+        yield executor
+    finally:
+        _active.reset(token)
+
+
+# ----------------------------------------------------------------------------- resident models
+
+@functools.lru_cache(maxsize=2)
+def resident_model(spec: Any, which: str, device: str, cache_root: str) -> Any:
+    """The model of a cached run (``spec``) at ``theta0``/``theta1`` on ``device``, loaded once
+    per process.
+
+    Used on workers, where many grid shards of one run arrive one after another: the weights are
+    read and the network built once. Keyed by the run, the point, the device and the cache root;
+    two models at most stay resident (``functools.lru_cache``). Callers must leave the model as
+    they found it (the grid engine writes every point from the stored base and restores it)."""
+    from .train import load_run
+
+    run = load_run(spec)
+    if run is None:
+        raise BertscapeError(f"run {spec.label()} ({spec.key()}) is not in the cache at {cache_root}; a worker "
+                             "must see the driver's cache folder at the same path (and resolve precision "
+                             "'auto' the same way: run driver and workers on the same kind of device)")
+    return run.model(which, device=device)
+
+
+def model_of(run: Any, which: str, device: Any) -> Any:
+    """``run.model(which, device)``; inside a Dask worker, the process's resident copy."""
+    if in_worker():
+        from .cache import cache_dir
+
+        return resident_model(run.spec, which, str(device), str(cache_dir()))
+    return run.model(which, device=str(device))
+
+
+def worker_cache_info() -> dict[str, int]:
+    """Hits, misses and size of this process's resident-model cache (run it on workers with
+    ``client.run(worker_cache_info)``)."""
+    info = resident_model.cache_info()
+    return {"hits": info.hits, "misses": info.misses, "models": info.currsize}
+
+
+# ----------------------------------------------------------------------------- sharded grids
+
+def fans_out(kwargs: Mapping[str, Any]) -> bool:
+    """Whether a run-level grid call with these keyword arguments is cut into shards: a whole grid
+    (no ``shard``, ``max_points`` or ``callback``) stored in the cache (``store="auto"``) while a
+    distributed executor is active."""
+    if kwargs.get("store") != "auto" or any(kwargs.get(k) is not None for k in ("shard", "max_points", "callback")):
+        return False
+    return current().distributed
+
+
+def _grid_shard(fn: Callable[..., Any], spec: Any, kwargs: Mapping[str, Any], shard: tuple[int, int]) -> dict[str, Any]:
+    """On a worker: compute (or resume) one shard of a run's grid into its own shard file."""
+    from .landscape import _store_path
+    from .train import load_run
+
+    run = load_run(spec)
+    if run is None:
+        from .cache import cache_dir
+
+        raise BertscapeError(f"run {spec.label()} ({spec.key()}) is not in the cache at {cache_dir()}; a worker "
+                             "must see the driver's cache folder at the same path (and resolve precision "
+                             "'auto' the same way: run driver and workers on the same kind of device)")
+    ds = fn(run, **dict(kwargs), shard=shard)
+    return {"path": str(_store_path("auto", ds.attrs["kind"], ds.attrs["grid_key"], shard)),
+            "grid_key": ds.attrs["grid_key"], "points": int(ds["done"].values.sum())}
+
+
+def sharded_grid(fn: Callable[..., Any], run: Any, kwargs: Mapping[str, Any],
+                 executor: Executor | None = None, shards: int | None = None) -> Any:
+    """A run-level grid (``fn`` is :func:`~bertscape.landscape.run_curve` or
+    :func:`~bertscape.landscape.run_surface`) computed as shards on ``executor``.
+
+    The driver first asks the cache (``fn(..., max_points=0)`` computes the grid's key and reads
+    what is stored, evaluating nothing). A complete grid is returned as it is (``cached``). Else
+    the grid is cut into ``shards`` (default :data:`SHARDS_PER_WORKER` per worker); each worker
+    writes its shard file atomically (a rerun resumes a shard from it); the driver merges them
+    with :func:`~bertscape.landscape.merge_shards` into the one grid file, removes the shard files,
+    and returns what ``fn`` returns in-process from that file: the same Dataset as an in-process
+    computation. Raises :class:`UnitsFailed` when a shard still fails after its retries.
+    """
+    from .landscape import _store_path, merge_shards, write_grid  # lazy: landscape imports this module
+
+    ex = executor or current()
+    probe = fn(run, **dict(kwargs), max_points=0)
+    key, kind = probe.attrs["grid_key"], probe.attrs["kind"]
+    label = f"{kind} {run.spec.label()} {key[:6]}"
+    if bool(probe["done"].values.all()):
+        ex.record(Outcome(label, "cached"))
+        return probe
+    points = int(probe["done"].size)
+    n = shards if shards is not None else SHARDS_PER_WORKER * ex.n_workers
+    n = min(points, check_positive_int("shards", n))
+    units = [Unit(f"{label} shard {i + 1}/{n}", _grid_shard, (fn, run.spec, dict(kwargs), (i, n))) for i in range(n)]
+    outcomes = ex.run(units, desc=label)
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise UnitsFailed(failed)
+    keys = {o.value["grid_key"] for o in outcomes}
+    if keys != {key}:
+        raise BertscapeError(f"the workers computed grid {sorted(keys)} where this process expects {key}: they "
+                             "resolve the device or precision differently (precision 'auto' is bf16 on a GPU, "
+                             "fp32 on a CPU); set the precision explicitly or drive from the same kind of machine")
+    paths = [o.value["path"] for o in outcomes]
+    write_grid(merge_shards(paths), _store_path("auto", kind, key, (0, 1)))
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(p)
+    return fn(run, **dict(kwargs), max_points=0)  # read back (complete): what an in-process call returns
