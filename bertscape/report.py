@@ -39,7 +39,7 @@ COLUMN_NAMES: dict[str, str] = {
 
 #: The page of each chapter (relative to the book's pages, all in one folder).
 CHAPTER_PAGES: dict[str, str] = {"01": "01_pretraining_init", "02": "02_flat_optima", "03": "03_overfitting",
-                                 "04": "04_layers", "05": "05_scorecard"}
+                                 "04": "04_layers", "05": "05_connectivity", "06": "06_scorecard"}
 _VERDICT_CLASS = {scorecard.HOLDS: "verdict-holds", scorecard.FAILS: "verdict-fails",
                   scorecard.INCONCLUSIVE: "verdict-inconclusive"}
 

@@ -25,7 +25,7 @@ from bertscape.book import REPO_ROOT, build_book
 
 pytestmark = pytest.mark.book
 
-CHAPTERS = ("01_pretraining_init", "02_flat_optima", "03_overfitting", "04_layers", "05_scorecard")
+CHAPTERS = ("01_pretraining_init", "02_flat_optima", "03_overfitting", "04_layers", "05_connectivity", "06_scorecard")
 
 
 def _chromium() -> tuple[str | None, str | None]:
@@ -239,7 +239,7 @@ def test_every_figure_has_a_caption(site: Path, driver) -> None:
 def test_the_answer_comes_first(site: Path, driver) -> None:
     from bertscape import scorecard
 
-    for page in (site / "index.html", site / "book" / "05_scorecard.html"):
+    for page in (site / "index.html", site / "book" / "06_scorecard.html"):
         _load(driver, page)
         found = driver.execute_script(
             "const m = document.querySelector('article table.verdict-matrix');"
