@@ -319,8 +319,7 @@ def execute_notebooks(notebooks: Sequence[tuple[str, Path]], source_dir: Path, s
 
 
 #: Tags that already decide how a cell is shown (left as the author set them).
-_SHOW_TAGS = {"parameters", "hide-input", "hide-output", "hide-cell", "remove-input", "remove-output",
-              "remove-cell", "show-input"}
+_SHOW_TAGS = {"parameters", "hide-input", "hide-cell", "remove-input", "remove-cell", "show-input"}
 
 
 def present_notebook(nb: Any) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 import json
+import textwrap
 import uuid
 from typing import Any, Mapping, Sequence
 
@@ -548,8 +549,10 @@ def forest(frame: pd.DataFrame, *, z: float = 2.0, title: str | None = None, cli
         raise ValueError(f"forest(frame=...) lacks columns {sorted(missing)}; build it with report.forest_frame")
     tasks = list(dict.fromkeys(frame["task"]))
     n = max(len(frame[frame["task"] == t]) for t in tasks) if tasks else 1
-    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(min(5.2 * max(len(tasks), 1), 11), 0.42 * n + 1.3),
-                             sharey=True, squeeze=False)
+    # no constrained layout: the row labels and the values at the right lie outside the axes, and the
+    # saved figure's tight bounding box makes room for them
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(min(3.6 * max(len(tasks), 1), 11), 0.5 * n + 1.2),
+                             sharey=True, squeeze=False, layout="none")
     for ax, task in zip(axes[0], tasks):
         g = frame[frame["task"] == task].reset_index(drop=True)
         y = np.arange(len(g))[::-1]
@@ -563,18 +566,17 @@ def forest(frame: pd.DataFrame, *, z: float = 2.0, title: str | None = None, cli
                 ax.plot([c], [yi], "o", color=colour, ms=6.5, zorder=3)
             else:
                 ax.plot([0], [yi], "o", mfc="white", mec="#7f7f7f", ms=6.5, zorder=3)
-                ax.annotate(r.note, (0, yi), xytext=(8, 0), textcoords="offset points", va="center",
-                            fontsize=8, color="#555555")
-            ax.annotate(f"PT {number(r.pretrained)} · RI {number(r.scratch)}", (1.0, yi),
+            note = f"\n({r.note})" if not np.isfinite(r.z) and r.note else ""
+            ax.annotate(f"PT {number(r.pretrained)} · RI {number(r.scratch)}{note}", (1.0, yi),
                         xycoords=("axes fraction", "data"), xytext=(6, 0), textcoords="offset points",
-                        va="center", fontsize=8, color="#333333", annotation_clip=False)
+                        va="center", fontsize=8.5, color="#333333", annotation_clip=False)
         ax.set_xscale("symlog", linthresh=5.0)
         lim = min(max(10.0, float(np.nanmax(np.abs(np.r_[g["lo"], g["hi"], 0.0]))) * 1.3), clip * 1.3)
         ax.set_xlim(-lim, lim)
         ticks = [t for t in (-1000, -100, -10, -z, 0, z, 10, 100, 1000) if abs(t) <= lim]
         ax.set_xticks(ticks, [f"{t:g}".replace("-", "−") for t in ticks])
         ax.minorticks_off()
-        ax.set_yticks(y, g["label"], fontsize=8.5)
+        ax.set_yticks(y, [textwrap.fill(str(label), 44) for label in g["label"]], fontsize=9)
         ax.set_ylim(-0.7, len(g) - 0.3)
         ax.set_xlabel("margin on the claimed side ÷ its standard error")
         ax.set_title(task, fontsize=10)

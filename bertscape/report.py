@@ -353,7 +353,7 @@ def claim_sections(card: pd.DataFrame, pairing: str = "profile") -> Iterable[tup
         title = "Curvature" if c == "H" else f"Claim {c}"
         kind = " (an extension, not the paper's claim)" if cl.extension else ""
         md = (f"**{title}{kind}: {cl.statement}.** Verdict: {verdicts or 'none'}. Measured as {cl.computed}; "
-              f"computed in [chapter {int(cl.chapter)}]({page}.ipynb)"
+              f"computed in chapter {int(cl.chapter)} (`{page}`)"
               + (", and also with both runs at the same learning rate" if cl.controlled else "") + ".")
         tab = pd.DataFrame({
             "task": g["task"], "pairing": g["pairing"], "quantity": g["quantity"], "criterion": g["criterion"],

@@ -94,7 +94,7 @@ def test_chapter_verdict_and_sections_come_from_the_rows() -> None:
     assert "claim 9 **fails**" in line
     sections = list(report.claim_sections(card))
     assert [s[0].split(":")[0] for s in sections] == ["**Claim 1", "**Claim 4", "**Claim 3", "**Claim 9"]
-    assert "[chapter 4](04_layers.ipynb)" in sections[-1][0]
+    assert "chapter 4 (`04_layers`)" in sections[-1][0]
     assert report.pick(scorecard.summarise(card), 9)["verdict"] == "fails"
     with pytest.raises(KeyError, match="its quantities"):
         report.pick(scorecard.summarise(card), 9, "no such quantity")
@@ -113,6 +113,6 @@ def test_present_notebook_folds_code_and_hides_the_injected_cell() -> None:
     assert present_notebook(nb)
     assert params.metadata["tags"] == ["parameters"]
     assert "remove-cell" in injected.metadata["tags"]
-    assert plain.metadata["tags"] == ["hide-input"] and chosen.metadata["tags"] == ["remove-output"]
+    assert plain.metadata["tags"] == ["hide-input"] and chosen.metadata["tags"] == ["remove-output", "hide-input"]
     assert per_task.metadata["mystnb"]["figure"] == {"caption": "c"}  # two figures: caption kept, label dropped
     assert not present_notebook(nb)  # idempotent

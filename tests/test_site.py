@@ -35,8 +35,12 @@ def _chromium() -> tuple[str | None, str | None]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    tmp = tmp_path_factory.mktemp("site")
-    return build_book("smoke", tmp / "_build"), {}
+    # BERTSCAPE_TEST_BOOK=DIR checks the smoke book already built in DIR (``python -m bertscape.book
+    # --profile smoke --out DIR``): the driver re-executes only what is out of date, so the page checks
+    # can be re-run in seconds while working on the site. Unset (the default), the book is built afresh.
+    reuse = os.environ.get("BERTSCAPE_TEST_BOOK")
+    out = Path(reuse) if reuse else tmp_path_factory.mktemp("site") / "_build"
+    return build_book("smoke", out), {}
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +180,8 @@ def test_code_is_folded_except_parameters(site: Path, driver) -> None:
         cells = driver.execute_script(
             "return Array.from(document.querySelectorAll('article div.cell')).map(c => {"
             " const i = c.querySelector('div.cell_input');"
-            " return [c.className, !!i, !!(i && i.offsetParent !== null)]; });")
+            " const d = i ? i.closest('details') : null;"  # folded: inside a closed <details>
+            " return [c.className, !!i, !!(i && !(d && !d.open) && i.getClientRects().length > 0)]; });")
         code = [c for c in cells if c[1]]
         assert code, f"{page.name}: no code cells"
         open_ = [cls for cls, _, visible in code if visible]
