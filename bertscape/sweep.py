@@ -80,7 +80,8 @@ class SweepReport:
 
 def run_specs(P: Profile) -> list[Any]:
     """Every distinct fine-tuning run of the profile: the runs of each learning-rate pairing and
-    the long runs, for every task, seed and starting point (a run shared by pairings once)."""
+    the long runs, for every task, seed and starting point, and the main runs of the connectivity
+    chapter's ``lmc_seeds`` (a run shared by pairings or chapters once)."""
     from . import study
 
     specs = {}
@@ -92,6 +93,10 @@ def run_specs(P: Profile) -> list[Any]:
                     specs.setdefault(spec.key(), spec)
             for init in P.inits:
                 spec = P.long_run_spec(t, init, s)
+                specs.setdefault(spec.key(), spec)
+        for s in P.lmc_seeds:
+            for init in P.inits:
+                spec = P.run_spec(t, init, s)
                 specs.setdefault(spec.key(), spec)
     return list(specs.values())
 
@@ -210,7 +215,8 @@ def sweep(P: Profile, executor: compute.Executor | None = None, stages: Sequence
         return []
 
     def grids() -> list[Outcome]:
-        return _on_driver(ex, _driver_calls(P, ("curves", "surfaces", "basin_surfaces")))
+        segments = [(f"segments {t}", lambda t=t: study.segments(P, t)) for t in P.tasks]
+        return _on_driver(ex, _driver_calls(P, ("curves", "surfaces", "basin_surfaces")) + segments)
 
     def book() -> list[Outcome]:
         units = [Unit(f"{name} {t}/s{s}", _study, (P, name, (t, s)), status="done")
