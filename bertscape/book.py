@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from .envvars import temporary_environ
 from .errors import BertscapeError
 from .profiles import DEFAULT_PROFILE, PROFILE_NAMES, get_profile
 
@@ -206,16 +207,8 @@ def _kernel_environment(extra: Mapping[str, str] | None = None) -> Iterator[None
     # the kernel imports the same bertscape as this driver, installed or not
     path = os.environ.get("PYTHONPATH", "")
     env["PYTHONPATH"] = str(PACKAGE_DIR.parent) + (os.pathsep + path if path else "")
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with temporary_environ(env):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _check_kernel() -> None:

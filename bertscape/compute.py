@@ -48,6 +48,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from .envvars import temporary_environ
 from .errors import BertscapeError, bad_value, check_positive_int
 from .progress import progress_enabled
 
@@ -152,19 +153,11 @@ def _run_unit(fn: Callable[..., Any], args: tuple, kwargs: Mapping[str, Any], en
 
     Setting ``os.environ`` is process-wide: workers run one thread each (as this module starts
     them and as the docs tell), so no two units of one process overlap."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with temporary_environ(env):
         _forget_memos_of_other_caches(env.get("BERTSCAPE_CACHE", ""))
         start = time.perf_counter()
         value = fn(*args, **dict(kwargs))
         return value, time.perf_counter() - start
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # ----------------------------------------------------------------------------- executors
