@@ -322,8 +322,10 @@ def test_screenshot_is_not_blank(site: Path, driver) -> None:
     assert non_white > 0.05, f"screenshot nearly blank ({non_white:.1%} non-white pixels)"
 
 
-def test_papermill_chapter_on_a_glue_task_with_two_seeds(tmp_path: Path, glue_dir: Path) -> None:
-    """The README's re-run recipe: the papermill CLI, a GLUE task from a local folder, several seeds."""
+def test_papermill_chapter_on_a_glue_task_with_two_seeds(tmp_path: Path, glue_dir: Path, tiny_bert: str) -> None:
+    """The README's re-run recipe: the papermill CLI, a GLUE task from a local folder, several seeds,
+    a model from a local folder (a tiny BERT: the recipe, not the model, is under test; with the
+    embedded MiniLM this test alone took 223 s)."""
     import subprocess
     import sys
 
@@ -332,7 +334,7 @@ def test_papermill_chapter_on_a_glue_task_with_two_seeds(tmp_path: Path, glue_di
     out = tmp_path / "out.ipynb"
     cmd = [sys.executable, "-m", "papermill", str(REPO_ROOT / "book" / "01_pretraining_init.ipynb"), str(out),
            "-p", "profile", "smoke", "-p", "tasks", '["rte"]', "-p", "glue_dir", str(glue_dir),
-           "-p", "seeds", "[0, 1]", "--cwd", str(REPO_ROOT / "book"), "--no-progress-bar"]
+           "-p", "seeds", "[0, 1]", "-p", "model", tiny_bert, "--cwd", str(REPO_ROOT / "book"), "--no-progress-bar"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "BERTSCAPE_PROGRESS": "0"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     nb = nbformat.read(out, as_version=4)
