@@ -123,7 +123,7 @@ def widths(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING)
         key = {"run": run.spec.key(), "n": P.grid_n_eval, "seed": seed, "eps": FLAT_EPS,
                "precision": P.grid_precision, "rules": [linesearch.REFINE_STEPS, linesearch.CAP_DISPLACEMENTS,
                                                           linesearch.FIRST_STEP_DISPLACEMENTS, linesearch.N_BOOT,
-                                                          linesearch.GUARD_FACTOR]}
+                                                          linesearch.GUARD_FACTOR, linesearch.GUARD_SE]}
         out[init] = cache.memo_json("widths", key, compute)
     return out
 

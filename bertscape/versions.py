@@ -47,7 +47,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "grids": ("1", _GRID),
     "layers": ("2", (*_EVAL, "bertscape.layers", "bertscape.curvature")),
     # the JSON memos of bertscape.study, one kind per memo name
-    "memo:widths": ("1", (*_EVAL, "bertscape.linesearch", "bertscape.study:widths")),
+    "memo:widths": ("2", (*_EVAL, "bertscape.linesearch", "bertscape.study:widths")),
     "memo:trajectory": ("1", (*_EVAL, "bertscape.landscape:project_trajectory", "bertscape.landscape:project_points",
                               "bertscape.landscape:surface_value", "bertscape.study:trajectories")),
     "memo:pca-path": ("1", ("bertscape.landscape:project_trajectory", "bertscape.landscape:project_points",

@@ -87,8 +87,11 @@ def test_symmetric_quadratic_basin_with_sentences_that_differ():
     assert r["f0"] == pytest.approx(float(np.mean(f(0.0)))) and r["level"] == pytest.approx(r["f0"] + EPS)
     # each bisection added one point per side beyond the expansion
     n_expand = math.ceil(math.log2(c0 / 0.01)) + 1  # steps 0.01·2^k up to the first one past c0
-    # (+ two guard points a side past the bracket, for the bootstrap)
-    assert r["n_evals"] == 1 + 2 * (n_expand + ls.REFINE_STEPS + 2)
+    # (+ up to two guard points a side past the bracket, for the bootstrap)
+    top = 0.01 * 2.0 ** (n_expand - 1)
+    guards = [t for t in r["t_plus"] if t > top * (1 + 1e-12)] + [t for t in r["t_minus"] if t < -top * (1 + 1e-12)]
+    assert len(guards) <= 4
+    assert r["n_evals"] == 1 + 2 * (n_expand + ls.REFINE_STEPS) + len(guards)
     assert r["t_plus"][0] == 0.0 and r["t_minus"][0] == 0.0 and r["loss_plus"][0] == pytest.approx(r["f0"])
 
 
@@ -120,9 +123,9 @@ def test_tiny_first_step_is_expanded_by_doubling():
     assert set(expansion) <= set(r["t_plus"])
     expanded = [t for t in r["t_plus"] if t <= first * 2.0 ** k * (1 + 1e-12)]
     assert max(expanded) == pytest.approx(first * 2.0 ** k) and max(expanded) > 0.5
-    # beyond the bracket only the two guard points
-    assert sorted(set(r["t_plus"]) - set(expanded)) == pytest.approx(
-        [ls.GUARD_FACTOR * first * 2.0 ** k, 2 * ls.GUARD_FACTOR * first * 2.0 ** k])
+    # nothing beyond the bracket: every sentence rises alike (no spread), so the first point past
+    # the crossing is above the level for every resample and needs no guard point
+    assert sorted(set(r["t_plus"]) - set(expanded)) == []
     assert first * 2.0 ** (k - 1) < 0.5
 
 
@@ -131,9 +134,8 @@ def test_first_step_beyond_the_crossing_still_brackets_it():
     first = 5.0  # 50 times too far
     r = ls.basin_along(quadratic(c), EPS, first=first, cap=100.0)
     assert r["censored"] == 0
-    # no expansion: the first step was already outside (past it only the two guard points)
-    assert sorted(t for t in r["t_plus"] if t > first) == pytest.approx([ls.GUARD_FACTOR * first,
-                                                                         2 * ls.GUARD_FACTOR * first])
+    # no expansion: the first step was already outside (and far above the level: no guard point)
+    assert sorted(t for t in r["t_plus"] if t > first) == []
     for found in (r["hi"], -r["lo"]):
         assert 0 < found <= 0.1 + 1e-12
         assert abs(found - 0.1) <= first * REL_TOL
@@ -141,6 +143,36 @@ def test_first_step_beyond_the_crossing_still_brackets_it():
     t = np.array(r["t_plus"])
     inside, outside = t[t <= 0.1].max(), t[t > 0.1].min()
     assert outside - inside == pytest.approx(first * REL_TOL)
+
+
+def test_guard_points_only_where_a_resample_may_stay_below_the_level():
+    # half the sentences rise steeply, half stay flat: the mean rise at the first point past the
+    # crossing is within a few standard errors of ε, so the bootstrap needs both guard points
+    n = 16
+    c = np.where(np.arange(n) % 2 == 0, 0.8, 0.0)  # mean 0.4: crossing at 0.5
+    first = 0.3
+    noisy = ls.search_side(quadratic(c, base=np.full(n, 0.5)), EPS, first, 100.0)
+    top = 0.6  # 0.3 inside, 0.6 the first point past 0.5
+    assert max(t for t in noisy.t if t <= top * (1 + 1e-12)) == pytest.approx(top)
+    assert sorted(t for t in noisy.t if t > top * (1 + 1e-12)) == pytest.approx(
+        [ls.GUARD_FACTOR * top, 2 * ls.GUARD_FACTOR * top])
+    # the same mean curve with every sentence alike: no guard point
+    calm = ls.search_side(quadratic(np.full(n, 0.4), base=np.full(n, 0.5)), EPS, first, 100.0)
+    assert max(calm.t) == pytest.approx(top)
+    assert calm.crossing == pytest.approx(noisy.crossing)
+    # a bootstrap still finds a crossing on every resample of the noisy side (none censored)
+    r = ls.basin_along(quadratic(c, base=np.full(n, 0.5)), EPS, first, 100.0)
+    assert r["censored"] == 0 and np.isfinite(r["width_se"]) and r["width_se"] > 0
+
+
+def test_a_shared_base_saves_the_evaluation_at_t0():
+    c = np.linspace(0.5, 2.5, 16)
+    f = quadratic(c)
+    own = ls.basin_along(f, EPS, first=0.01, cap=100.0)
+    calls = len(f.calls)
+    shared = ls.basin_along(f, EPS, first=0.01, cap=100.0, base=f(0.0))
+    assert len(f.calls) - calls == calls  # one call for the base given, one fewer inside
+    assert shared["width"] == own["width"] and shared["width_se"] == own["width_se"]
 
 
 def test_refine_argument_tightens_the_bracket():
