@@ -30,6 +30,7 @@ from . import cache, curvature, landscape, layers, linesearch, scorecard
 from . import uncertainty as U
 from .directions import norm, sub
 from .evaluate import evaluate
+from .flatness import barrier_height, count_rises, sublevel_area
 from .models import load_state, resolve_device
 from .profiles import Profile
 from .train import RunResult, train
@@ -220,20 +221,12 @@ def path_stats(run: RunResult) -> dict[str, float]:
 BASIN_GROWTH_STEPS = 3
 
 
-def _basin_area(s: xr.Dataset, f: np.ndarray | None = None) -> dict[str, float]:
-    """:func:`bertscape.landscape.sublevel_area` of θ1's set on a θ1-centred grid, with the sides
-    of the grid the set reaches (``edges``: a subset of ``"-α +α -β +β"``)."""
+def _basin_area(s: xr.Dataset, f: np.ndarray | None = None) -> dict[str, Any]:
+    """:func:`bertscape.flatness.sublevel_area` of θ1's set {f ≤ f(θ1) + ε} on a θ1-centred grid
+    (``f``: values on the grid of ``s``, by default its training loss), with the sides of the grid
+    the set reaches (``edges``: a subset of ``"-α +α -β +β"``)."""
     f = s["train_loss"].values if f is None else f
-    a, b = s["alpha"].values, s["beta"].values
-    res = landscape.sublevel_area(f, a, b, (0.0, 0.0), FLAT_EPS)
-    thr = res["threshold"]
-    from scipy import ndimage
-
-    lab, _ = ndimage.label(np.nan_to_num(f, nan=np.inf) <= thr)
-    comp = lab == lab[int(np.argmin(np.abs(a))), int(np.argmin(np.abs(b)))]
-    res["edges"] = [name for name, hit in (("-α", comp[0].any()), ("+α", comp[-1].any()),
-                                           ("-β", comp[:, 0].any()), ("+β", comp[:, -1].any())) if hit]
-    return res
+    return sublevel_area(f, s["alpha"].values, s["beta"].values, (0.0, 0.0), FLAT_EPS)
 
 
 def grow_basin_grid(grid: Callable[[list[float], list[float]], xr.Dataset], n: int,
@@ -304,15 +297,10 @@ def areas(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
     for init, s in basin_surfaces(P, task, seed).items():
         run = main_runs(P, task, seed)[init]
         samples = s["train_sample_loss"].values.astype(np.float64)
-        a, b = s["alpha"].values, s["beta"].values
         n1, n2 = s.attrs["d1_norm"], s.attrs["d2_norm"]
         scale = n1 * n2 / norm(run.theta1()) ** 2
-
-        def area_of(f: np.ndarray) -> dict:
-            return landscape.sublevel_area(f, a, b, (0.0, 0.0), FLAT_EPS)
-
-        base = area_of(samples.mean(-1))
-        se = U.bootstrap_se(lambda idx: area_of(samples[..., idx].mean(-1))["area"], samples.shape[-1])
+        base = _basin_area(s, samples.mean(-1))
+        se = U.bootstrap_se(lambda idx: _basin_area(s, samples[..., idx].mean(-1))["area"], samples.shape[-1])
         out[init] = {"area": base["area"], "area_se": se, "area_rel": base["area"] * scale,
                      "area_rel_se": se * scale, "touches_edge": base["touches_edge"],
                      "alpha_extent": list(s.attrs["alpha_extent"]), "beta_extent": list(s.attrs["beta_extent"])}
@@ -327,7 +315,7 @@ def flatness(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]
     out = {}
     for init in c:
         f, al = c[init]["train_loss"].values, c[init]["alpha"].values
-        row = {"barrier": landscape.barrier_height(f, al), "rises": landscape.count_rises(f, al)}
+        row = {"barrier": barrier_height(f, al), "rises": count_rises(f, al)}
         for k, v in w[init].items():
             row.update({f"width_{k}": v["width"], f"width_{k}_se": v["width_se"], f"width_{k}_param": v["width_param"],
                         f"width_{k}_rel": v["width_rel"], f"width_{k}_censored": v["censored"]})
@@ -461,7 +449,7 @@ def segments(P: Profile, task: str) -> list[dict[str, Any]]:
 def segment_barrier(curve: xr.Dataset, split: str = "train", quantity: str = "loss") -> tuple[float, float]:
     """(barrier, bootstrap standard error over sentences) of a segment: the largest rise of the
     per-sentence mean ``quantity`` (``loss`` or ``error``) above the chord of its end values
-    (:func:`bertscape.landscape.barrier_height`)."""
+    (:func:`bertscape.flatness.barrier_height`)."""
     t = curve["alpha"].values
     if quantity == "loss":
         samples = curve[f"{split}_sample_loss"].values.astype(np.float64)
@@ -469,8 +457,8 @@ def segment_barrier(curve: xr.Dataset, split: str = "train", quantity: str = "lo
         samples = (curve[f"{split}_sample_pred"].values != curve[f"{split}_label"].values[None, :]).astype(np.float64)
     else:
         raise ValueError(f"quantity={quantity!r} is not accepted; expected 'loss' or 'error'")
-    value = landscape.barrier_height(samples.mean(-1), t)
-    se = U.bootstrap_se(lambda idx: landscape.barrier_height(samples[:, idx].mean(-1), t), samples.shape[-1])
+    value = barrier_height(samples.mean(-1), t)
+    se = U.bootstrap_se(lambda idx: barrier_height(samples[:, idx].mean(-1), t), samples.shape[-1])
     return float(value), se
 
 
