@@ -3,8 +3,9 @@
 Each function computes one kind of result for a task and seed, for both starting points, through
 the package's caches: whichever chapter asks first computes it, the others (and the scorecard)
 read it back (and within one kernel, each result is computed or read once: the functions are
-memoised per process; treat what they return as read-only). Chapters stay short: a call here, a
-figure from :mod:`bertscape.plots`, a verdict from :mod:`bertscape.scorecard`.
+memoised per process; treat what they return as read-only). Chapters stay short: ``P =
+study.start(...)`` after the parameters, a call here and a figure from :mod:`bertscape.plots` per
+section, and ``study.verdict(P, chapter, ...)`` at the end.
 
 **Pairings.** The profile trains PT and RI at different peak learning rates (``lr_pretrained``,
 ``lr_scratch``): a random network needs a larger step to leave chance level. That makes every
@@ -26,13 +27,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import cache, curvature, landscape, layers, linesearch, scorecard
+from IPython.display import Markdown, display
+
+from . import cache, curvature, landscape, layers, linesearch, report, scorecard
 from . import uncertainty as U
 from .directions import norm, sub
 from .evaluate import evaluate
 from .flatness import barrier_height, count_rises, sublevel_area
 from .models import load_state, resolve_device
-from .profiles import Profile
+from .profiles import DEFAULT_PROFILE, Profile, from_params
 from .train import RunResult, train
 
 FLAT_EPS = scorecard.FLAT_EPS
@@ -685,6 +688,40 @@ def verdict_table(df: pd.DataFrame) -> pd.DataFrame:
         "criterion": s["criterion"], "verdict": s["verdict"], "why": s["reason"], "seeds": s["seeds"],
     })
     return out
+
+
+# ----------------------------------------------------------------------------- a chapter's first and last cell
+
+def start(profile: str = DEFAULT_PROFILE, tasks: str | list[str] | None = None, glue_dir: str | None = None,
+          overrides: dict[str, Any] | str | None = None, seeds: int | list[int] | str | None = None,
+          model: str | None = None, *, show_profile: bool = True) -> Profile:
+    """A chapter's set-up, the cell after its papermill parameters: resolves the parameters into a
+    :class:`~bertscape.profiles.Profile` (:func:`bertscape.profiles.from_params`), applies the
+    book's plotting style (:func:`bertscape.plots.use_style`) and, with ``show_profile``, displays
+    what this execution runs (:func:`profile_summary`). Returns the profile."""
+    # plots imports matplotlib: only a chapter needs it, not the workers and sweeps that import study
+    from . import plots
+
+    P = from_params(profile, tasks, glue_dir, overrides, seeds=seeds, model=model)
+    plots.use_style()
+    if show_profile:
+        display(Markdown(profile_summary(P)))
+    return P
+
+
+def verdict(P: Profile, chapter: str, quantities: dict[str, tuple[int | str, str]] | None = None) -> Any:
+    """A chapter's last cell: its claim rows (:func:`chapter_scorecard`), the verdict line glued as
+    ``chapter_verdict`` (:func:`bertscape.report.chapter_verdict`), the numbers its prose quotes
+    glued by :func:`bertscape.report.glue_quantities` (``quantities``: ``{name: (claim, quantity
+    substring)}``), and, returned for display, the table of its rows for readers."""
+    # myst_nb imports Sphinx: loaded only when a chapter glues (as in report.glue_quantities)
+    from myst_nb import glue
+
+    card = chapter_scorecard(P, chapter)
+    summary = scorecard.summarise(card)
+    glue("chapter_verdict", Markdown(report.chapter_verdict(card)), display=False)
+    report.glue_quantities(summary, quantities or {})
+    return report.people_table(report.drop_constant(verdict_table(card), ["task"]))
 
 
 # ----------------------------------------------------------------------------- tables for the chapters
