@@ -35,15 +35,19 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from scipy.interpolate import RegularGridInterpolator
+from tqdm.auto import tqdm
 
 from . import cache, compute, versions
 from .directions import (ParamDict, PointWriter, cached_direction, content_hash, cosine, direction_key, dot, norm,
                          orthogonalise, pca_directions, random_direction, resolve_names, restrict, scale, sub)
+from .data import subset_indices
 from .errors import BertscapeError, bad_value
-from .flatness import grid_axis
 from .evaluate import EvalSet, check_evalsets, evaluate, evaluate_sets, prepare_eval
-from .models import autocast_dtype, resolve_device
+from .flatness import grid_axis
+from .models import autocast_dtype, load_state, resolve_device, trainable_state
 from .progress import progress_enabled
+from .train import run_data
 
 #: Default α grid of a 1D curve: [−0.5, 1.5] in 41 points (θ0 at α = 0, θ1 at α = 1).
 DEFAULT_ALPHAS_1D = np.round(np.linspace(-0.5, 1.5, 41), 10)
@@ -220,8 +224,6 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
 
     if not todo:
         return build()
-    from tqdm.auto import tqdm
-
     writer = PointWriter(model, base, list(directions))
     bar = tqdm(total=len(todo), desc=f"{kind} {'x'.join(map(str, shape))}", disable=not progress_enabled(progress),
                leave=False, dynamic_ncols=True)
@@ -345,9 +347,6 @@ def eval_sets_for_run(run: Any, n_eval: int | None = 512, seed: int = 0, device:
     the run's tokenised training and dev sets, ``n_eval`` sentences each (``n_dev`` for the dev
     set when given; ``None`` = the whole split; capped at the split's size), length-sorted and
     moved to ``device`` once. ``splits`` picks which of the two to build."""
-    from .data import subset_indices
-    from .train import run_data  # train imports this module's evaluation helpers: a lazy import
-
     if not splits or any(x not in ("train", "dev") for x in splits):
         raise bad_value("splits", splits, "a non-empty subset of ('train', 'dev')")
     spec = getattr(run, "spec", run)
@@ -583,8 +582,6 @@ def project_points(points: Iterable[tuple[int, ParamDict]], origin: ParamDict, d
 
 def surface_value(surface: xr.Dataset, var: str, alpha: Any, beta: Any) -> np.ndarray:
     """Linear interpolation of ``surface[var]`` at (alpha, beta) (NaN outside the grid)."""
-    from scipy.interpolate import RegularGridInterpolator
-
     if var not in surface:
         raise bad_value("var", var, sorted(v for v in surface.data_vars if v != "done"))
     a_axis, b_axis = surface["alpha"].values, surface["beta"].values
@@ -652,10 +649,6 @@ def project_trajectory(run: Any, d1: ParamDict, d2: ParamDict, surface: xr.Datas
                     raise BertscapeError(f"evalsets[{k!r}] differs from the set the surface was computed on")
         if model is None:
             model = run.model("theta0")
-        from tqdm.auto import tqdm
-
-        from .models import load_state, trainable_state
-
         saved = {k: v for k, v in trainable_state(model).items() if k in points[0][1]}
         for name in evalsets:
             df[f"{name}_loss"] = np.nan

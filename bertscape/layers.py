@@ -37,14 +37,15 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from tqdm.auto import tqdm
 
 from . import cache, versions
 from .directions import ParamDict, restrict
 from .curvature import curvature_by_group
 from .errors import BertscapeError, bad_value, check_positive_int
 from .landscape import curve_1d, eval_sets_for_run
-from .evaluate import EvalSet, check_evalsets, evaluate_sets
-from .models import load_state
+from .evaluate import EvalSet, check_evalsets, evaluate_sets, prepare_eval
+from .models import autocast_dtype, load_state, resolve_device
 from .progress import progress_enabled
 
 #: α values of the per-layer curves. α = 0 is the layer at θ0, α = 1 at θ1. The points 0.75 and
@@ -70,8 +71,6 @@ _HEAD_PREFIXES = ("classifier.", "score.", "pre_classifier.", "qa_outputs.", "he
 # ----------------------------------------------------------------------------- progress bars
 
 def _bar(total: int, desc: str, progress: bool | None):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, disable=not progress_enabled(progress), leave=False,
                 dynamic_ncols=True)
 
@@ -557,8 +556,6 @@ def hidden_state_sample(model: torch.nn.Module, data: EvalSet, selection: Sequen
 
     Entry 0 is the embedding output, entry i the output of encoder layer i − 1.
     """
-    from .models import autocast_dtype
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -751,9 +748,6 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
         ``spec.key()`` and the parameters that determine that measure, so changing, say, the α
         grid recomputes only the curves.
     """
-    from .evaluate import prepare_eval
-    from .models import resolve_device
-
     if isinstance(measures, str):
         measures = [measures]
     bad = [m for m in measures if m not in MEASURES]

@@ -637,38 +637,6 @@ def full_scorecard(P: Profile) -> pd.DataFrame:
     return pd.concat([chapter_scorecard(P, ch) for ch in scorecard.chapter_claims()], ignore_index=True)
 
 
-def verdict_lines(df: pd.DataFrame) -> list[str]:
-    """One sentence per claim and task, generated from the rows (for a chapter's verdict line):
-    the verdict under the profile's pairing over the seeds, and under the matched pairings."""
-    summ = scorecard.summarise(df)
-    summ = summ[summ["scored"]]
-    lines = []
-    for (task, claim), g in summ.groupby(["task", "claim"], sort=False):
-        by = {p: scorecard.claim_verdict(h["verdict"]) for p, h in g.groupby("pairing", sort=False)}
-        main = by.get(PROFILE_PAIRING, scorecard.INCONCLUSIVE)
-        prof = g[g["pairing"] == PROFILE_PAIRING]
-        reasons = "; ".join(f"{q}: {r}" for q, r, v in zip(prof["quantity"], prof["reason"], prof["verdict"])
-                            if v != scorecard.HOLDS)
-        ctrl = ", ".join(f"{v} {p}" for p, v in by.items() if p != PROFILE_PAIRING)
-        lines.append(f"**Claim {claim}** on {task}: **{main}**" + (f" ({reasons})" if reasons else "")
-                     + (f"; with matched learning rates: {ctrl}" if ctrl else "")
-                     + f" — {scorecard.CLAIMS[claim].statement}.")
-    return lines
-
-
-def thresholds_table() -> pd.DataFrame:
-    """The fixed thresholds of the scorecard (:data:`bertscape.scorecard.THRESHOLDS`)."""
-    return pd.DataFrame(list(scorecard.THRESHOLDS), columns=["name", "value", "meaning"])
-
-
-def claims_table() -> pd.DataFrame:
-    """Every claim as declared in :data:`bertscape.scorecard.CLAIMS`."""
-    return pd.DataFrame([{"claim": str(c.id), "chapter": c.chapter, "statement": c.statement,
-                          "how it is measured": c.computed,
-                          "matched-lr control": "yes" if c.controlled else "no",
-                          "kind": "extension" if c.extension else "paper"} for c in scorecard.CLAIMS.values()])
-
-
 def verdict_table(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of a chapter's (or the whole) scorecard formatted for readers: one row per
     quantity and pairing over the seeds, with readable columns and 3–4 significant digits."""

@@ -25,9 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from . import cache
 from .data import Encoded, encode, load_split, subset_indices, train_batches
+from .errors import check_positive_int
 from .evaluate import evaluate, forward_logits, loss_fn, prepare_eval
 from .models import autocast_dtype, build_model, load_state, load_tokenizer, resolve_device, trainable_state
 from .progress import progress_enabled
@@ -230,14 +232,13 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
         hit = load_run(spec)
         if hit is not None:
             return hit
+    # transformers takes seconds to import: only when a run is trained, not when a cached one is read
     from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
     task = spec.task_info
     device = resolve_device(spec.device)
     dtype = autocast_dtype(spec.precision, device)
     train_enc, dev_enc = run_data(spec)
-    from .errors import check_positive_int
-
     check_positive_int("batch_size", spec.batch_size, upper=len(train_enc),
                        what=f"the training subset has {len(train_enc)} examples")
     dev = prepare_eval(dev_enc, device)
@@ -281,8 +282,6 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
 
     if step == 0 and not evals:
         record_eval(0)
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=total, initial=step, desc=spec.label(), disable=not progress_enabled(progress),
                leave=False, dynamic_ncols=True)
     t_start = time.perf_counter() - elapsed
