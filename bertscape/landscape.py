@@ -163,8 +163,47 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
     axes = [grid_axis(coords[d], d) for d in dims]
     if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 0):
         raise bad_value("max_points", max_points, "None or a non-negative integer")
-    device = next(model.parameters()).device
-    prec = resolve_precision(precision, device)
+    prec = resolve_precision(precision, next(model.parameters()).device)
+    identity = _grid_identity(kind, dims, axes, base, directions, evalsets, prec, attrs, per_sample)
+    key = cache.stable_hash(identity)
+    path = _store_path(store, kind, key, shard)
+    grid = _GridState(dims, axes, evalsets, identity, key, shard, {**(attrs or {}), **(notes or {})})
+    if path is not None:
+        grid.resume(read_grid(path))
+    todo = grid.todo(max_points)
+    if not todo:
+        return grid.dataset()
+    writer = PointWriter(model, base, list(directions))
+    bar = tqdm(total=len(todo), desc=f"{kind} {'x'.join(map(str, grid.shape))}",
+               disable=not progress_enabled(progress), leave=False, dynamic_ncols=True)
+    last_save, since_save = time.monotonic(), 0
+    try:
+        for idx in todo:
+            pos = np.unravel_index(idx, grid.shape)
+            writer.set(*(float(a[p]) for a, p in zip(axes, pos)))
+            point = evaluate_sets(model, evalsets, precision, per_sample)
+            grid.record(pos, point)
+            since_save += 1
+            bar.update(1)
+            if callback is not None:
+                callback(idx, point)
+            if path is not None and (since_save >= save_every or time.monotonic() - last_save >= save_seconds):
+                write_grid(grid.dataset(), path)
+                last_save, since_save = time.monotonic(), 0
+    finally:
+        bar.close()
+        writer.set(*([0.0] * len(directions)))
+        if path is not None and since_save:
+            write_grid(grid.dataset(), path)
+    return grid.dataset()
+
+
+def _grid_identity(kind: str, dims: list[str], axes: list[np.ndarray], base: ParamDict,
+                   directions: Sequence[ParamDict], evalsets: Mapping[str, EvalSet], precision: str,
+                   attrs: Mapping[str, Any] | None, per_sample: bool) -> dict[str, Any]:
+    """Everything that determines a grid's values (its key is the hash of this): kind, dimensions
+    and coordinates, the hashes of the base point and directions, the evaluation sets'
+    fingerprints, the precision, the grids' code version and the caller's ``attrs``."""
     identity = {
         "kind": kind,
         "dims": dims,
@@ -172,90 +211,86 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
         "base_hash": content_hash(base),
         "direction_hashes": [content_hash(d) for d in directions],
         "evalsets": {k: v.fingerprint for k, v in sorted(evalsets.items())},
-        "precision": prec,
+        "precision": precision,
         "code": versions.version("grids"),
         "extra": {k: v for k, v in sorted((attrs or {}).items())},
     }
     if per_sample:
         identity["per_sample"] = True
-    key = cache.stable_hash(identity)
-    path = _store_path(store, kind, key, shard)
-    shape = tuple(len(a) for a in axes)
+    return identity
 
-    values: dict[str, np.ndarray] = {}
-    samples: dict[str, np.ndarray] = {}  # <set>_sample_loss / _pred: shape + (n sentences,)
-    done = np.zeros(shape, dtype=bool)
-    if path is not None:
-        old = read_grid(path)
-        if old is not None and old.attrs.get("grid_key") == key and old.attrs.get("shard") == f"{shard[0]}/{shard[1]}":
-            done = old["done"].values.astype(bool).copy()
+
+class _GridState:
+    """The points of one grid (or shard) computed so far, and the grid as a Dataset.
+
+    ``values`` holds one float64 array of the grid's shape per evaluated quantity, ``samples`` the
+    per-sentence arrays (``<set>_sample_loss`` / ``_pred``: shape + (n sentences,)), ``done`` which
+    points are computed. ``extra_attrs``: the caller's attrs and notes, written on the Dataset."""
+
+    def __init__(self, dims: list[str], axes: list[np.ndarray], evalsets: Mapping[str, EvalSet],
+                 identity: dict[str, Any], key: str, shard: tuple[int, int], extra_attrs: Mapping[str, Any]) -> None:
+        self.dims, self.axes, self.evalsets = dims, axes, evalsets
+        self.identity, self.key, self.shard, self.extra_attrs = identity, key, shard, extra_attrs
+        self.shape = tuple(len(a) for a in axes)
+        self.flat = np.arange(int(np.prod(self.shape)))
+        self.values: dict[str, np.ndarray] = {}
+        self.samples: dict[str, np.ndarray] = {}
+        self.done = np.zeros(self.shape, dtype=bool)
+
+    def resume(self, old: xr.Dataset | None) -> None:
+        """Take over the points of a stored grid with the same key and shard (others are ignored)."""
+        shard = f"{self.shard[0]}/{self.shard[1]}"
+        if old is not None and old.attrs.get("grid_key") == self.key and old.attrs.get("shard") == shard:
+            self.done = old["done"].values.astype(bool).copy()
             for v in old.data_vars:
                 if "_sample_" in v:
-                    samples[v] = old[v].values.copy()
-                elif v != "done" and old[v].dims == tuple(dims):  # (labels are rebuilt from the sets)
-                    values[v] = old[v].values.astype(np.float64).copy()
+                    self.samples[v] = old[v].values.copy()
+                elif v != "done" and old[v].dims == tuple(self.dims):  # (labels are rebuilt from the sets)
+                    self.values[v] = old[v].values.astype(np.float64).copy()
 
-    flat = np.arange(int(np.prod(shape)))
-    todo = [int(i) for i in flat if i % shard[1] == shard[0] and not done.reshape(-1)[i]]
-    if max_points is not None:
-        todo = todo[:max_points]
+    def todo(self, max_points: int | None) -> list[int]:
+        """Flat indices of this shard's points not yet done (the first ``max_points`` of them)."""
+        todo = [int(i) for i in self.flat if i % self.shard[1] == self.shard[0] and not self.done.reshape(-1)[i]]
+        return todo if max_points is None else todo[:max_points]
 
-    def build() -> xr.Dataset:
-        ds = xr.Dataset({v: (dims, a) for v, a in values.items()} | {"done": (dims, done.copy())},
-                        coords={d: a for d, a in zip(dims, axes)})
-        for v, a in samples.items():
+    def record(self, pos: tuple[int, ...], point: dict[str, Any]) -> None:
+        """Store one point's numbers at ``pos``; its per-sentence arrays are taken out of ``point``
+        (which is left with the scalar numbers the callback sees)."""
+        for k in [k for k in point if "_sample_" in k]:
+            arr = point.pop(k)
+            if k not in self.samples:
+                dtype = np.float32 if k.endswith("loss") else arr.dtype
+                self.samples[k] = np.zeros(self.shape + arr.shape, dtype=dtype)
+            self.samples[k][pos] = arr
+        for k, v in point.items():
+            if k not in self.values:
+                self.values[k] = np.full(self.shape, np.nan)
+            self.values[k][pos] = v
+        self.done[pos] = True
+
+    def dataset(self) -> xr.Dataset:
+        """The grid as computed so far, with the attributes that identify it."""
+        dims, identity, shard = self.dims, self.identity, self.shard
+        ds = xr.Dataset({v: (dims, a) for v, a in self.values.items()} | {"done": (dims, self.done.copy())},
+                        coords={d: a for d, a in zip(dims, self.axes)})
+        for v, a in self.samples.items():
             name = v.split("_sample_")[0]
             ds[v] = (dims + [f"{name}_sample"], a)
-            ds[f"{name}_label"] = (f"{name}_sample", evalsets[name].labels)
+            ds[f"{name}_label"] = (f"{name}_sample", self.evalsets[name].labels)
         ds.attrs.update({
-            "grid_key": key, "kind": kind, "shard": f"{shard[0]}/{shard[1]}",
-            "complete": int(bool(np.all(done.reshape(-1)[flat % shard[1] == shard[0]]))),
-            "base_hash": identity["base_hash"], "precision": prec, "code_version": versions.version("grids"),
-            "identity": json.dumps(identity, sort_keys=True),
+            "grid_key": self.key, "kind": identity["kind"], "shard": f"{shard[0]}/{shard[1]}",
+            "complete": int(bool(np.all(self.done.reshape(-1)[self.flat % shard[1] == shard[0]]))),
+            "base_hash": identity["base_hash"], "precision": identity["precision"],
+            "code_version": versions.version("grids"), "identity": json.dumps(identity, sort_keys=True),
         })
         for j, h in enumerate(identity["direction_hashes"]):
             ds.attrs[f"d{j + 1}_hash"] = h
         for k, fp in identity["evalsets"].items():
             ds.attrs[f"{k}_fingerprint"] = fp
-            ds.attrs[f"{k}_n"] = len(evalsets[k])
-        for k, v in {**(attrs or {}), **(notes or {})}.items():
+            ds.attrs[f"{k}_n"] = len(self.evalsets[k])
+        for k, v in self.extra_attrs.items():
             ds.attrs[k] = v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else json.dumps(v)
         return ds
-
-    if not todo:
-        return build()
-    writer = PointWriter(model, base, list(directions))
-    bar = tqdm(total=len(todo), desc=f"{kind} {'x'.join(map(str, shape))}", disable=not progress_enabled(progress),
-               leave=False, dynamic_ncols=True)
-    last_save, since_save = time.monotonic(), 0
-    try:
-        for idx in todo:
-            pos = np.unravel_index(idx, shape)
-            writer.set(*(float(a[p]) for a, p in zip(axes, pos)))
-            point = evaluate_sets(model, evalsets, precision, per_sample)
-            for k in [k for k in point if "_sample_" in k]:
-                arr = point.pop(k)
-                if k not in samples:
-                    samples[k] = np.zeros(shape + arr.shape, dtype=np.float32 if k.endswith("loss") else arr.dtype)
-                samples[k][pos] = arr
-            for k, v in point.items():
-                if k not in values:
-                    values[k] = np.full(shape, np.nan)
-                values[k][pos] = v
-            done[pos] = True
-            since_save += 1
-            bar.update(1)
-            if callback is not None:
-                callback(idx, point)
-            if path is not None and (since_save >= save_every or time.monotonic() - last_save >= save_seconds):
-                write_grid(build(), path)
-                last_save, since_save = time.monotonic(), 0
-    finally:
-        bar.close()
-        writer.set(*([0.0] * len(directions)))
-        if path is not None and since_save:
-            write_grid(build(), path)
-    return build()
 
 
 def curve_1d(model: torch.nn.Module, base: ParamDict, direction: ParamDict, alphas: Any = None,
