@@ -27,19 +27,12 @@ import argparse
 import datetime
 import os
 import platform
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("BERTSCAPE_PROGRESS", "0")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _common  # the repository root on sys.path
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-START, END = "<!-- bench_compute:start -->", "<!-- bench_compute:end -->"
+_common.offline_quiet()
 
 
 def _warm() -> None:
@@ -134,13 +127,8 @@ def main() -> None:
         f"| {a} | {b:.3f} | {c} | {d} |" if b < 1 else f"| {a} | {b:.1f} | {c} | {d} |" for a, b, c, d in rows)
     print(header + "\n\n" + md)
     if args.write:
-        section = f"{START}\n## Execution layer: local Dask workers (bench_compute.py)\n\n{header}\n\n{md}\n{END}"
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        if START in text and END in text:
-            text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        RESULTS.write_text(text)
+        _common.write_results("bench_compute",
+                              f"## Execution layer: local Dask workers (bench_compute.py)\n\n{header}\n\n{md}")
 
 
 if __name__ == "__main__":

@@ -31,12 +31,10 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("BERTSCAPE_PROGRESS", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _common  # noqa: E402  (the repository root on sys.path)
+
+_common.offline_quiet()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -47,8 +45,6 @@ from bertscape.data import collate, encode, load_split, subset_indices  # noqa: 
 from bertscape.evaluate import forward_logits, loss_fn, prepare_eval  # noqa: E402
 from bertscape.models import build_model, load_tokenizer, trainable_state  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-START, END = "<!-- bench_landscape:start -->", "<!-- bench_landscape:end -->"
 
 
 def plain_inference(model, es, precision: str) -> float:
@@ -196,13 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table)
     print(meta)
     if not args.no_write:
-        section = f"{START}\n## Landscape engine (bench_landscape.py)\n\n{meta}\n\n{table}\n{END}\n"
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-        if START in text and END in text:
-            text = text[:text.index(START)] + section.rstrip("\n") + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        RESULTS.write_text(text)
+        _common.write_results("bench_landscape", f"## Landscape engine (bench_landscape.py)\n\n{meta}\n\n{table}")
 
 
 if __name__ == "__main__":

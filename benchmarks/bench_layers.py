@@ -32,11 +32,10 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("BERTSCAPE_PROGRESS", "0")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _common  # noqa: E402  (the repository root on sys.path)
+
+_common.offline_quiet()
+ROOT = _common.ROOT
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
@@ -45,8 +44,6 @@ from bertscape import layers as LY  # noqa: E402
 from bertscape.spec import RunSpec  # noqa: E402
 from bertscape.train import load_run  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-START, END = "<!-- bench_layers:start -->", "<!-- bench_layers:end -->"
 BUDGET_S = 300.0
 BUDGET_RSS_GB = 3.0
 
@@ -160,13 +157,7 @@ def main() -> None:
     print("\ncurvature:\n", rep.curvature[["eigenvalue", "residual"]].round(4).to_string())
     print("\nCKA θ0 vs θ1:\n", rep.cka[["cka"]].T.round(4).to_string())
     if args.write:
-        section = f"{START}\n## Layer analysis (bench_layers.py)\n\n{header}\n\n{md}\n{END}"
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        if START in text and END in text:
-            text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        RESULTS.write_text(text)
+        _common.write_results("bench_layers", f"## Layer analysis (bench_layers.py)\n\n{header}\n\n{md}")
 
 
 def _has_tabulate() -> bool:

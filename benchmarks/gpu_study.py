@@ -60,9 +60,7 @@ os.environ.setdefault("BERTSCAPE_PROGRESS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # run from a checkout without the package installed: the repository root on the path
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+import _common  # noqa: E402,F401  (puts the repository root on sys.path)
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402

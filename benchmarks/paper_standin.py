@@ -27,9 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from _common import ROOT as _ROOT  # noqa: E402  (also puts the root on sys.path)
 
 #: BERT-base's shape (Devlin et al. 2019).
 BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,

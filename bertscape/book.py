@@ -46,9 +46,16 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+import yaml
+
+from .data import get_task
 from .envvars import temporary_environ
 from .errors import BertscapeError
 from .profiles import DEFAULT_PROFILE, PROFILE_NAMES, get_profile
+
+# The notebook tooling (papermill, nbformat, jupyter_client, plotly) is imported by the functions that
+# use it: Sphinx loads this module as an extension, and the `python -m bertscape.book` checks that run
+# before a build (profile, tasks, kernel) should not pay for it.
 
 __all__ = ["REPO_ROOT", "BookBuildError", "build_book", "toc_documents", "code_hash", "stage_sources",
            "execute_notebooks", "present_notebook", "present_staged", "render_site", "site_dir_for", "main"]
@@ -80,8 +87,6 @@ class BookBuildError(BertscapeError):
 
 def toc_documents(toc_path: str | os.PathLike) -> list[str]:
     """Document names listed in a Jupyter Book ``_toc.yml`` (root first, in reading order)."""
-    import yaml
-
     toc = yaml.safe_load(Path(toc_path).read_text())
     if not isinstance(toc, dict) or "root" not in toc:
         raise BookBuildError(f"{toc_path}: not a Jupyter Book table of contents (no 'root' key)")
@@ -471,8 +476,6 @@ def build_book(profile: str = DEFAULT_PROFILE, out_dir: str | os.PathLike | None
     """
     get_profile(profile, **({"tasks": list(tasks)} if tasks else {}))  # validate before any work
     if tasks:
-        from .data import get_task
-
         for t in tasks:
             get_task(t)
     source = Path(source_dir).resolve() if source_dir else REPO_ROOT

@@ -19,9 +19,6 @@ import numpy as np
 
 from . import versions
 
-#: The package's version. Cached results are keyed by the version of their own kind
-#: (:mod:`bertscape.versions`), tied to the code that computes them, not by this number.
-CODE_VERSION = "0.2.0"
 
 
 def cache_dir() -> Path:

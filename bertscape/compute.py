@@ -52,6 +52,11 @@ from .envvars import temporary_environ
 from .errors import BertscapeError, bad_value, check_positive_int
 from .progress import progress_enabled
 
+# Imported where used, not at the top: Dask (``distributed``) is an optional extra, loaded only by the
+# Dask executor; the package's cache, train and landscape modules (landscape imports this module) and
+# tqdm are loaded by the functions that need them, so this module's own imports stay the standard
+# library and the three small modules above.
+
 __all__ = ["SCHEDULER_ENV", "RETRIES", "ALLOWED_FAILURES", "SHARDS_PER_WORKER", "Unit", "Outcome", "UnitsFailed",
            "Executor", "InProcess", "DaskExecutor", "current", "use", "executor_from", "in_worker",
            "resident_model", "model_of", "worker_cache_info", "fans_out", "sharded_grid"]

@@ -18,10 +18,15 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from hessian_eigenthings import HessianOperator, LambdaOperator, hutch_plus_plus, hutchinson, lanczos
+from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from tqdm.auto import tqdm
 
 from .directions import resolve_names
 from .errors import bad_value, check_positive_int
 from .evaluate import EvalSet, forward_logits, loss_fn
+from .progress import progress_enabled
 
 #: Default number of Lanczos steps (capped at the number of parameters).
 DEFAULT_LANCZOS_STEPS = 30
@@ -34,8 +39,6 @@ TRACE_METHODS = ("hutchinson", "hutch++")
 @contextlib.contextmanager
 def second_order_mode(model: torch.nn.Module) -> Iterator[None]:
     """Eval mode and the differentiable-twice SDPA kernel for the duration of the block."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
     was_training = model.training
     model.eval()
     device_type = next(model.parameters()).device.type
@@ -51,8 +54,6 @@ def hessian_operator(model: torch.nn.Module, evalset: EvalSet, names: str | Sequ
     """A ``hessian_eigenthings.HessianOperator`` for the mean loss of ``model`` on ``evalset``,
     restricted to the parameters chosen by ``names`` (see :func:`~bertscape.directions.resolve_names`;
     ``None`` = every trainable parameter). ``max_batches`` keeps only the first batches."""
-    from hessian_eigenthings import HessianOperator
-
     if not isinstance(evalset, EvalSet):
         raise bad_value("evalset", type(evalset).__name__, "an EvalSet (bertscape.evaluate.prepare_eval)")
     batches = evalset.batches if max_batches is None else evalset.batches[:check_positive_int("max_batches", max_batches)]
@@ -73,8 +74,6 @@ def _in_float64(op):
     """The operator with float64 inputs/outputs (for small operators, see :data:`FLOAT64_LIMIT`):
     Lanczos re-orthogonalisation in fp32 loses orthogonality once the Krylov space is exhausted
     (rank-deficient Hessians), which shows up as spurious eigenvalues."""
-    from hessian_eigenthings import LambdaOperator
-
     if op.size > FLOAT64_LIMIT:
         return op
     return LambdaOperator(lambda v: op.matvec(v.to(op.dtype)).double(), op.size, op.device, torch.float64)
@@ -91,8 +90,6 @@ def hessian_top_eigenvalues(model: torch.nn.Module, evalset: EvalSet, k: int = 1
     With ``return_residuals`` also the Ritz residual norms ‖H·v − λ·v‖ of the same eigenpairs (the
     library's estimate |β_m·s_m,i|): some true eigenvalue lies within that distance of each estimate,
     so it is the estimate's uncertainty from stopping after ``max_iter`` steps."""
-    from hessian_eigenthings import lanczos
-
     check_positive_int("k", k)
     with second_order_mode(model):
         op = hessian_operator(model, evalset, names, max_batches)
@@ -116,8 +113,6 @@ def hessian_trace(model: torch.nn.Module, evalset: EvalSet, n_samples: int = 50,
     ``"hutch++"`` (low-rank sketch + Hutchinson on the rest; exact when ``n_samples/3`` ≥ the
     number of parameters). With ``return_stderr`` also returns the estimator's standard error.
     """
-    from hessian_eigenthings import hutch_plus_plus, hutchinson
-
     check_positive_int("n_samples", n_samples)
     if method not in TRACE_METHODS:
         raise bad_value("method", method, TRACE_METHODS)
@@ -152,10 +147,6 @@ def curvature_by_group(model: torch.nn.Module, evalset: EvalSet,
     iterations, converged, trace, trace_stderr, trace_per_param`` (``converged``: the Lanczos
     steps reached the group's parameter count, so the Krylov space is exhausted).
     """
-    from tqdm.auto import tqdm
-
-    from .progress import progress_enabled
-
     groups = dict(groups) if groups is not None else {g: g for g in ("all", "embeddings", "encoder", "head")}
     params = dict(model.named_parameters())
     rows = []
@@ -175,8 +166,6 @@ def curvature_by_group(model: torch.nn.Module, evalset: EvalSet,
 def dense_hessian(model: torch.nn.Module, evalset: EvalSet, names: str | Sequence[str] | None = None) -> np.ndarray:
     """The full Hessian of the same loss over the chosen parameters (``torch.autograd.functional``;
     only for tiny models and checks: size² entries, one backward pass per row)."""
-    from torch.func import functional_call
-
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     chosen = resolve_names(trainable, names)
     params = dict(model.named_parameters())

@@ -24,6 +24,10 @@ import torch
 from . import cache, versions
 from .errors import BertscapeError, bad_value, check_positive_int
 
+# Imported where used, not at the top: scikit-learn, datasets and transformers each take about a second
+# or more to import, and most processes that import this module (cache look-ups, the book driver)
+# never split, download or batch by length.
+
 # ----------------------------------------------------------------------------- task registry
 
 VADER_SDIST = "vaderSentiment==3.3.2"
@@ -299,7 +303,9 @@ def read_glue_tsv(path: Path, layout: _GlueLayout, task: Task) -> tuple[list[tup
     return texts, np.asarray(labels, dtype=dtype)
 
 
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """Whether ``host`` answers on port 443 within ``timeout`` seconds; ``False`` without trying when
+    ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` is set."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or \
             os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", "", "false"):
         return False
@@ -321,7 +327,7 @@ def load_glue(task: Task, split: str, glue_dir: str | os.PathLike | None = None)
         fp = cache.stable_hash({"task": task.name, "split": split, "path": str(path.resolve()),
                                 "size": st.st_size, "mtime": st.st_mtime_ns, "v": versions.version("data")})
         return TaskData(task, split, texts, labels, fp)
-    if not _hub_reachable():
+    if not hub_reachable():
         raise BertscapeError(
             f"task={task.name!r} needs GLUE data: no dataset hub is reachable here. Pass glue_dir=<folder with "
             f"{layout.folder}/train.tsv, {layout.dev_file}> or set BERTSCAPE_GLUE_DIR, or use the offline "

@@ -6,10 +6,14 @@ chosen with :func:`select_names`.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from . import cache, versions
 from .errors import bad_value
@@ -84,8 +88,6 @@ def cosine(a: ParamDict, b: ParamDict) -> float:
 
 def content_hash(d: ParamDict) -> str:
     """A hash of a direction's values (stable across runs on one platform)."""
-    import hashlib
-
     h = hashlib.sha256()
     for k in sorted(d):
         t = d[k].detach().float().cpu().contiguous()
@@ -286,8 +288,6 @@ def pca_directions(points, n: int = 2, origin: str = "theta1", names: str | Sequ
         that ⟨θ0 − θ_origin, d⟩ ≥ 0) and each one's share of the trajectory's total variance
         (an array of length ``n``, as ``PCA.explained_variance_ratio_``).
     """
-    import numpy as np
-
     if origin not in ("theta0", "theta1"):
         raise bad_value("origin", origin, ("theta0", "theta1"))
     if not isinstance(points, (list, tuple)):
@@ -342,8 +342,6 @@ def direction_key(run_key: str, kind: str, seed: int | None = None, policy: str 
 
 def save_direction(path, d: ParamDict, meta: dict | None = None) -> str:
     """Write ``d`` as safetensors atomically, with its content hash in the metadata; return the hash."""
-    from safetensors.torch import save_file
-
     h = content_hash(d)
     md = {"content_hash": h, **{k: str(v) for k, v in (meta or {}).items()}}
     with cache.atomic_path(path) as tmp:
@@ -353,8 +351,6 @@ def save_direction(path, d: ParamDict, meta: dict | None = None) -> str:
 
 def load_direction(path) -> tuple[ParamDict, dict] | None:
     """Read a stored direction; ``None`` when missing, unreadable or its content hash disagrees."""
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             md = dict(f.metadata() or {})

@@ -1,4 +1,5 @@
-"""Loss landscapes: 1D curves, 2D surfaces, trajectory projections and flatness numbers.
+"""Loss landscapes: 1D curves, 2D surfaces and trajectory projections (the flatness numbers
+computed from them: :mod:`bertscape.flatness`).
 
 The engine (:func:`curve_1d`, :func:`surface_2d`) is generic: it evaluates a model at
 ``base + Σ cᵢ·dᵢ`` on a grid of coefficients, writing each point's parameters in place from the
@@ -19,9 +20,9 @@ with the same store resumes: only points not yet ``done`` are computed. A stored
 scratch, never mixed. Shard ``(i, n)`` computes the points whose flat (C-order) index ``% n == i``;
 :func:`merge_shards` joins shards into the grid a single process would have produced.
 
-The run-level helpers (:func:`run_curve`, :func:`run_surface`, :func:`project_trajectory`,
-:func:`flatness_summary`) take a :class:`~bertscape.train.RunResult` and cache everything in
-``cache.subdir("grids")`` and ``cache.subdir("directions")``.
+The run-level helpers (:func:`run_curve`, :func:`run_surface`, :func:`project_trajectory`) take a
+:class:`~bertscape.train.RunResult` and cache everything in ``cache.subdir("grids")`` and
+``cache.subdir("directions")``.
 """
 from __future__ import annotations
 
@@ -34,14 +35,19 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from scipy.interpolate import RegularGridInterpolator
+from tqdm.auto import tqdm
 
 from . import cache, compute, versions
 from .directions import (ParamDict, PointWriter, cached_direction, content_hash, cosine, direction_key, dot, norm,
                          orthogonalise, pca_directions, random_direction, resolve_names, restrict, scale, sub)
+from .data import subset_indices
 from .errors import BertscapeError, bad_value
 from .evaluate import EvalSet, check_evalsets, evaluate, evaluate_sets, prepare_eval
-from .models import autocast_dtype, resolve_device
+from .flatness import grid_axis
+from .models import autocast_dtype, load_state, resolve_device, trainable_state
 from .progress import progress_enabled
+from .train import run_data
 
 #: Default α grid of a 1D curve: [−0.5, 1.5] in 41 points (θ0 at α = 0, θ1 at α = 1).
 DEFAULT_ALPHAS_1D = np.round(np.linspace(-0.5, 1.5, 41), 10)
@@ -50,7 +56,6 @@ DEFAULT_ALPHAS_2D = np.round(np.linspace(-0.5, 1.5, 21), 10)
 DEFAULT_BETAS_2D = np.round(np.linspace(-1.0, 1.0, 21), 10)
 #: Default grid of a θ1-centred surface (θ1 at (0, 0)).
 DEFAULT_AB_THETA1 = np.round(np.linspace(-1.0, 1.0, 21), 10)
-EPS_MODES = ("absolute", "relative")
 CENTRES = ("theta0", "theta1")
 D2_KINDS = ("random", "pca")
 
@@ -58,16 +63,6 @@ PointCallback = Callable[[int, dict[str, float]], None]
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _coords(values: Any, param: str) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=np.float64).reshape(-1) if values is not None else None
-    except (TypeError, ValueError):
-        arr = None
-    if arr is None or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(np.diff(arr) <= 0):
-        raise bad_value(param, values, "a non-empty, strictly increasing sequence of finite numbers")
-    return arr
-
 
 def _check_shard(shard: Any) -> tuple[int, int]:
     ok = (isinstance(shard, (tuple, list)) and len(shard) == 2
@@ -165,11 +160,50 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
     if len(coords) != len(directions):
         raise bad_value("coords", list(coords), f"{len(directions)} coordinate arrays, one per direction")
     dims = list(coords)
-    axes = [_coords(coords[d], d) for d in dims]
+    axes = [grid_axis(coords[d], d) for d in dims]
     if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 0):
         raise bad_value("max_points", max_points, "None or a non-negative integer")
-    device = next(model.parameters()).device
-    prec = resolve_precision(precision, device)
+    prec = resolve_precision(precision, next(model.parameters()).device)
+    identity = _grid_identity(kind, dims, axes, base, directions, evalsets, prec, attrs, per_sample)
+    key = cache.stable_hash(identity)
+    path = _store_path(store, kind, key, shard)
+    grid = _GridState(dims, axes, evalsets, identity, key, shard, {**(attrs or {}), **(notes or {})})
+    if path is not None:
+        grid.resume(read_grid(path))
+    todo = grid.todo(max_points)
+    if not todo:
+        return grid.dataset()
+    writer = PointWriter(model, base, list(directions))
+    bar = tqdm(total=len(todo), desc=f"{kind} {'x'.join(map(str, grid.shape))}",
+               disable=not progress_enabled(progress), leave=False, dynamic_ncols=True)
+    last_save, since_save = time.monotonic(), 0
+    try:
+        for idx in todo:
+            pos = np.unravel_index(idx, grid.shape)
+            writer.set(*(float(a[p]) for a, p in zip(axes, pos)))
+            point = evaluate_sets(model, evalsets, precision, per_sample)
+            grid.record(pos, point)
+            since_save += 1
+            bar.update(1)
+            if callback is not None:
+                callback(idx, point)
+            if path is not None and (since_save >= save_every or time.monotonic() - last_save >= save_seconds):
+                write_grid(grid.dataset(), path)
+                last_save, since_save = time.monotonic(), 0
+    finally:
+        bar.close()
+        writer.set(*([0.0] * len(directions)))
+        if path is not None and since_save:
+            write_grid(grid.dataset(), path)
+    return grid.dataset()
+
+
+def _grid_identity(kind: str, dims: list[str], axes: list[np.ndarray], base: ParamDict,
+                   directions: Sequence[ParamDict], evalsets: Mapping[str, EvalSet], precision: str,
+                   attrs: Mapping[str, Any] | None, per_sample: bool) -> dict[str, Any]:
+    """Everything that determines a grid's values (its key is the hash of this): kind, dimensions
+    and coordinates, the hashes of the base point and directions, the evaluation sets'
+    fingerprints, the precision, the grids' code version and the caller's ``attrs``."""
     identity = {
         "kind": kind,
         "dims": dims,
@@ -177,92 +211,86 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
         "base_hash": content_hash(base),
         "direction_hashes": [content_hash(d) for d in directions],
         "evalsets": {k: v.fingerprint for k, v in sorted(evalsets.items())},
-        "precision": prec,
+        "precision": precision,
         "code": versions.version("grids"),
         "extra": {k: v for k, v in sorted((attrs or {}).items())},
     }
     if per_sample:
         identity["per_sample"] = True
-    key = cache.stable_hash(identity)
-    path = _store_path(store, kind, key, shard)
-    shape = tuple(len(a) for a in axes)
+    return identity
 
-    values: dict[str, np.ndarray] = {}
-    samples: dict[str, np.ndarray] = {}  # <set>_sample_loss / _pred: shape + (n sentences,)
-    done = np.zeros(shape, dtype=bool)
-    if path is not None:
-        old = read_grid(path)
-        if old is not None and old.attrs.get("grid_key") == key and old.attrs.get("shard") == f"{shard[0]}/{shard[1]}":
-            done = old["done"].values.astype(bool).copy()
+
+class _GridState:
+    """The points of one grid (or shard) computed so far, and the grid as a Dataset.
+
+    ``values`` holds one float64 array of the grid's shape per evaluated quantity, ``samples`` the
+    per-sentence arrays (``<set>_sample_loss`` / ``_pred``: shape + (n sentences,)), ``done`` which
+    points are computed. ``extra_attrs``: the caller's attrs and notes, written on the Dataset."""
+
+    def __init__(self, dims: list[str], axes: list[np.ndarray], evalsets: Mapping[str, EvalSet],
+                 identity: dict[str, Any], key: str, shard: tuple[int, int], extra_attrs: Mapping[str, Any]) -> None:
+        self.dims, self.axes, self.evalsets = dims, axes, evalsets
+        self.identity, self.key, self.shard, self.extra_attrs = identity, key, shard, extra_attrs
+        self.shape = tuple(len(a) for a in axes)
+        self.flat = np.arange(int(np.prod(self.shape)))
+        self.values: dict[str, np.ndarray] = {}
+        self.samples: dict[str, np.ndarray] = {}
+        self.done = np.zeros(self.shape, dtype=bool)
+
+    def resume(self, old: xr.Dataset | None) -> None:
+        """Take over the points of a stored grid with the same key and shard (others are ignored)."""
+        shard = f"{self.shard[0]}/{self.shard[1]}"
+        if old is not None and old.attrs.get("grid_key") == self.key and old.attrs.get("shard") == shard:
+            self.done = old["done"].values.astype(bool).copy()
             for v in old.data_vars:
                 if "_sample_" in v:
-                    samples[v] = old[v].values.copy()
-                elif v != "done" and old[v].dims == tuple(dims):  # (labels are rebuilt from the sets)
-                    values[v] = old[v].values.astype(np.float64).copy()
+                    self.samples[v] = old[v].values.copy()
+                elif v != "done" and old[v].dims == tuple(self.dims):  # (labels are rebuilt from the sets)
+                    self.values[v] = old[v].values.astype(np.float64).copy()
 
-    flat = np.arange(int(np.prod(shape)))
-    todo = [int(i) for i in flat if i % shard[1] == shard[0] and not done.reshape(-1)[i]]
-    if max_points is not None:
-        todo = todo[:max_points]
+    def todo(self, max_points: int | None) -> list[int]:
+        """Flat indices of this shard's points not yet done (the first ``max_points`` of them)."""
+        todo = [int(i) for i in self.flat if i % self.shard[1] == self.shard[0] and not self.done.reshape(-1)[i]]
+        return todo if max_points is None else todo[:max_points]
 
-    def build() -> xr.Dataset:
-        ds = xr.Dataset({v: (dims, a) for v, a in values.items()} | {"done": (dims, done.copy())},
-                        coords={d: a for d, a in zip(dims, axes)})
-        for v, a in samples.items():
+    def record(self, pos: tuple[int, ...], point: dict[str, Any]) -> None:
+        """Store one point's numbers at ``pos``; its per-sentence arrays are taken out of ``point``
+        (which is left with the scalar numbers the callback sees)."""
+        for k in [k for k in point if "_sample_" in k]:
+            arr = point.pop(k)
+            if k not in self.samples:
+                dtype = np.float32 if k.endswith("loss") else arr.dtype
+                self.samples[k] = np.zeros(self.shape + arr.shape, dtype=dtype)
+            self.samples[k][pos] = arr
+        for k, v in point.items():
+            if k not in self.values:
+                self.values[k] = np.full(self.shape, np.nan)
+            self.values[k][pos] = v
+        self.done[pos] = True
+
+    def dataset(self) -> xr.Dataset:
+        """The grid as computed so far, with the attributes that identify it."""
+        dims, identity, shard = self.dims, self.identity, self.shard
+        ds = xr.Dataset({v: (dims, a) for v, a in self.values.items()} | {"done": (dims, self.done.copy())},
+                        coords={d: a for d, a in zip(dims, self.axes)})
+        for v, a in self.samples.items():
             name = v.split("_sample_")[0]
             ds[v] = (dims + [f"{name}_sample"], a)
-            ds[f"{name}_label"] = (f"{name}_sample", evalsets[name].labels)
+            ds[f"{name}_label"] = (f"{name}_sample", self.evalsets[name].labels)
         ds.attrs.update({
-            "grid_key": key, "kind": kind, "shard": f"{shard[0]}/{shard[1]}",
-            "complete": int(bool(np.all(done.reshape(-1)[flat % shard[1] == shard[0]]))),
-            "base_hash": identity["base_hash"], "precision": prec, "code_version": versions.version("grids"),
-            "identity": json.dumps(identity, sort_keys=True),
+            "grid_key": self.key, "kind": identity["kind"], "shard": f"{shard[0]}/{shard[1]}",
+            "complete": int(bool(np.all(self.done.reshape(-1)[self.flat % shard[1] == shard[0]]))),
+            "base_hash": identity["base_hash"], "precision": identity["precision"],
+            "code_version": versions.version("grids"), "identity": json.dumps(identity, sort_keys=True),
         })
         for j, h in enumerate(identity["direction_hashes"]):
             ds.attrs[f"d{j + 1}_hash"] = h
         for k, fp in identity["evalsets"].items():
             ds.attrs[f"{k}_fingerprint"] = fp
-            ds.attrs[f"{k}_n"] = len(evalsets[k])
-        for k, v in {**(attrs or {}), **(notes or {})}.items():
+            ds.attrs[f"{k}_n"] = len(self.evalsets[k])
+        for k, v in self.extra_attrs.items():
             ds.attrs[k] = v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else json.dumps(v)
         return ds
-
-    if not todo:
-        return build()
-    from tqdm.auto import tqdm
-
-    writer = PointWriter(model, base, list(directions))
-    bar = tqdm(total=len(todo), desc=f"{kind} {'x'.join(map(str, shape))}", disable=not progress_enabled(progress),
-               leave=False, dynamic_ncols=True)
-    last_save, since_save = time.monotonic(), 0
-    try:
-        for idx in todo:
-            pos = np.unravel_index(idx, shape)
-            writer.set(*(float(a[p]) for a, p in zip(axes, pos)))
-            point = evaluate_sets(model, evalsets, precision, per_sample)
-            for k in [k for k in point if "_sample_" in k]:
-                arr = point.pop(k)
-                if k not in samples:
-                    samples[k] = np.zeros(shape + arr.shape, dtype=np.float32 if k.endswith("loss") else arr.dtype)
-                samples[k][pos] = arr
-            for k, v in point.items():
-                if k not in values:
-                    values[k] = np.full(shape, np.nan)
-                values[k][pos] = v
-            done[pos] = True
-            since_save += 1
-            bar.update(1)
-            if callback is not None:
-                callback(idx, point)
-            if path is not None and (since_save >= save_every or time.monotonic() - last_save >= save_seconds):
-                write_grid(build(), path)
-                last_save, since_save = time.monotonic(), 0
-    finally:
-        bar.close()
-        writer.set(*([0.0] * len(directions)))
-        if path is not None and since_save:
-            write_grid(build(), path)
-    return build()
 
 
 def curve_1d(model: torch.nn.Module, base: ParamDict, direction: ParamDict, alphas: Any = None,
@@ -354,9 +382,6 @@ def eval_sets_for_run(run: Any, n_eval: int | None = 512, seed: int = 0, device:
     the run's tokenised training and dev sets, ``n_eval`` sentences each (``n_dev`` for the dev
     set when given; ``None`` = the whole split; capped at the split's size), length-sorted and
     moved to ``device`` once. ``splits`` picks which of the two to build."""
-    from .data import subset_indices
-    from .train import run_data  # train imports this module's evaluation helpers: a lazy import
-
     if not splits or any(x not in ("train", "dev") for x in splits):
         raise bad_value("splits", splits, "a non-empty subset of ('train', 'dev')")
     spec = getattr(run, "spec", run)
@@ -592,8 +617,6 @@ def project_points(points: Iterable[tuple[int, ParamDict]], origin: ParamDict, d
 
 def surface_value(surface: xr.Dataset, var: str, alpha: Any, beta: Any) -> np.ndarray:
     """Linear interpolation of ``surface[var]`` at (alpha, beta) (NaN outside the grid)."""
-    from scipy.interpolate import RegularGridInterpolator
-
     if var not in surface:
         raise bad_value("var", var, sorted(v for v in surface.data_vars if v != "done"))
     a_axis, b_axis = surface["alpha"].values, surface["beta"].values
@@ -661,10 +684,6 @@ def project_trajectory(run: Any, d1: ParamDict, d2: ParamDict, surface: xr.Datas
                     raise BertscapeError(f"evalsets[{k!r}] differs from the set the surface was computed on")
         if model is None:
             model = run.model("theta0")
-        from tqdm.auto import tqdm
-
-        from .models import load_state, trainable_state
-
         saved = {k: v for k, v in trainable_state(model).items() if k in points[0][1]}
         for name in evalsets:
             df[f"{name}_loss"] = np.nan
@@ -680,166 +699,3 @@ def project_trajectory(run: Any, d1: ParamDict, d2: ParamDict, surface: xr.Datas
         for var in [v for v in surface.data_vars if v.endswith("_loss") and "_sample_" not in v]:
             df[f"{var}_surface"] = surface_value(surface, var, df["alpha"].values, df["beta"].values)
     return df
-
-
-# ----------------------------------------------------------------------------- flatness numbers
-
-def _threshold(f_ref: float, eps: float, eps_mode: str) -> float:
-    if eps_mode not in EPS_MODES:
-        raise bad_value("eps_mode", eps_mode, EPS_MODES)
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not np.isfinite(eps) or eps < 0:
-        raise bad_value("eps", eps, "a finite number >= 0")
-    return f_ref + (eps if eps_mode == "absolute" else eps * abs(f_ref))
-
-
-def _nearest(axis: np.ndarray, value: float, param: str) -> int:
-    i = int(np.argmin(np.abs(axis - value)))
-    spacing = np.min(np.diff(axis)) if len(axis) > 1 else np.inf
-    if abs(axis[i] - value) > 0.5 * spacing + 1e-12:
-        raise bad_value(param, value, f"a point inside the grid [{axis[0]}, {axis[-1]}]")
-    return i
-
-
-def basin_width(values: Any, coords: Any, centre: float = 1.0, eps: float = 0.1, eps_mode: str = "absolute",
-                direction_norm: float | None = None) -> dict[str, float]:
-    """Width of the basin around ``centre`` along a line: the interval where f ≤ f(centre) + ε.
-
-    Walks outwards from the grid point nearest ``centre`` while f stays at or below the
-    threshold; the ends are placed where the straight line between the last point inside and
-    the first point outside crosses the threshold (linear interpolation). If the set reaches the
-    grid's end, that side stops at the end and ``censored`` is 1 (the width is a lower bound).
-
-    Args:
-        values, coords: f on a 1-D grid (coords strictly increasing).
-        centre: the coordinate of θ1 (1.0 on a θ0-centred grid, 0.0 on a θ1-centred one).
-        eps, eps_mode: ε added to f(centre) (``absolute``) or ε·|f(centre)| (``relative``).
-        direction_norm: ‖d‖; widths in parameter-space units = width × ‖d‖.
-
-    Returns: ``{lo, hi, width, width_param, threshold, censored}`` (``width`` in coordinate units).
-    """
-    f = np.asarray(values, dtype=np.float64).reshape(-1)
-    x = _coords(coords, "coords")
-    if f.shape != x.shape:
-        raise bad_value("values", f"shape {f.shape}", f"the shape of coords {x.shape}")
-    c = _nearest(x, centre, "centre")
-    thr = _threshold(float(f[c]), eps, eps_mode)
-    censored = 0
-
-    def walk(step: int) -> float:
-        nonlocal censored
-        i = c
-        while 0 <= i + step < len(f) and f[i + step] <= thr:
-            i += step
-        j = i + step
-        if not (0 <= j < len(f)):
-            censored = 1
-            return float(x[i])
-        if not np.isfinite(f[j]):
-            return float(x[i])
-        t = (thr - f[i]) / (f[j] - f[i]) if f[j] != f[i] else 0.0
-        return float(x[i] + t * (x[j] - x[i]))
-
-    lo, hi = walk(-1), walk(+1)
-    width = hi - lo
-    return {"lo": lo, "hi": hi, "width": width,
-            "width_param": width * direction_norm if direction_norm is not None else float("nan"),
-            "threshold": thr, "censored": censored}
-
-
-def sublevel_area(values: Any, alphas: Any, betas: Any, centre: tuple[float, float] = (1.0, 0.0), eps: float = 0.1,
-                  eps_mode: str = "absolute", d1_norm: float | None = None, d2_norm: float | None = None,
-                  cos12: float = 0.0) -> dict[str, float]:
-    """Area of the connected sub-level set {f ≤ f(centre) + ε} that contains ``centre``.
-
-    Grid cells are counted (4-connectivity, :func:`scipy.ndimage.label`), each weighted by its
-    cell area (Δα × Δβ, half-cells at the grid's edges, so a uniform grid of spacing h gives
-    ``count × h²`` for interior sets). In parameter units² the area element of the plane is
-    ‖d1‖·‖d2‖·sin∠(d1, d2) (``cos12`` = cos of that angle; 0 for orthogonalised δ2).
-
-    Returns: ``{area, area_param, n_points, threshold, touches_edge}``.
-    """
-    from scipy import ndimage
-
-    f = np.asarray(values, dtype=np.float64)
-    a, b = _coords(alphas, "alphas"), _coords(betas, "betas")
-    if f.shape != (len(a), len(b)):
-        raise bad_value("values", f"shape {f.shape}", f"shape (len(alphas), len(betas)) = {(len(a), len(b))}")
-    i, j = _nearest(a, centre[0], "centre[0]"), _nearest(b, centre[1], "centre[1]")
-    thr = _threshold(float(f[i, j]), eps, eps_mode)
-    labels, _ = ndimage.label(np.nan_to_num(f, nan=np.inf) <= thr)
-    comp = labels == labels[i, j]
-
-    def cell(x: np.ndarray) -> np.ndarray:
-        if len(x) == 1:
-            return np.ones(1)
-        edges = np.concatenate([[x[0]], (x[1:] + x[:-1]) / 2, [x[-1]]])
-        return np.diff(edges)
-
-    weights = np.outer(cell(a), cell(b))
-    area = float(np.sum(weights[comp]))
-    touches = int(comp[0, :].any() or comp[-1, :].any() or comp[:, 0].any() or comp[:, -1].any())
-    elem = (d1_norm * d2_norm * np.sqrt(max(0.0, 1 - cos12 ** 2))
-            if d1_norm is not None and d2_norm is not None else float("nan"))
-    return {"area": area, "area_param": area * elem, "n_points": int(comp.sum()), "threshold": thr,
-            "touches_edge": touches}
-
-
-def barrier_height(values: Any, alphas: Any) -> float:
-    """max over α ∈ [0, 1] of f(α) − ((1 − α)·f(0) + α·f(1)) on the grid (f(0), f(1) interpolated
-    linearly if 0 or 1 is not a grid point). 0 when the curve never rises above the chord."""
-    f = np.asarray(values, dtype=np.float64).reshape(-1)
-    x = _coords(alphas, "alphas")
-    if f.shape != x.shape:
-        raise bad_value("values", f"shape {f.shape}", f"the shape of alphas {x.shape}")
-    if x[0] > 0 or x[-1] < 1:
-        raise bad_value("alphas", [x[0], x[-1]], "a grid covering [0, 1]")
-    f0, f1 = np.interp(0.0, x, f), np.interp(1.0, x, f)
-    inside = (x >= 0) & (x <= 1)
-    gap = f[inside] - ((1 - x[inside]) * f0 + x[inside] * f1)
-    return float(max(0.0, np.nanmax(gap))) if gap.size else 0.0
-
-
-def count_rises(values: Any, alphas: Any, tol: float = 0.0) -> int:
-    """How many consecutive grid steps within α ∈ [0, 1] increase f by more than ``tol``
-    (0 = monotonically non-increasing from θ0 to θ1, up to ``tol``)."""
-    f = np.asarray(values, dtype=np.float64).reshape(-1)
-    x = _coords(alphas, "alphas")
-    inside = (x >= -1e-12) & (x <= 1 + 1e-12)
-    return int(np.sum(np.diff(f[inside]) > tol))
-
-
-def flatness_summary(curve: xr.Dataset | None = None, surface: xr.Dataset | None = None, eps: float = 0.1,
-                     eps_mode: str = "absolute", var: str = "train_loss", rise_tol: float = 0.0) -> dict[str, float]:
-    """The flatness numbers of one run from its curve and/or surface.
-
-    From the curve (θ0-centred, dim ``alpha``): ``barrier`` (:func:`barrier_height`), ``rises``
-    (:func:`count_rises`), ``width_d1`` along δ1 through θ1 (α = 1). From the surface:
-    ``width_d1``/``width_d2`` through θ1 ((1, 0) or (0, 0) for a θ1-centred surface) and
-    ``area`` of the sub-level set; each also in parameter units (``*_param``) using the
-    direction norms stored in the grids' attrs. ``f_theta1`` is the value at θ1.
-    """
-    if curve is None and surface is None:
-        raise bad_value("curve/surface", None, "at least one of a curve or a surface")
-    out: dict[str, float] = {"eps": float(eps), "eps_mode": eps_mode}
-    if curve is not None:
-        f, a = curve[var].values, curve["alpha"].values
-        out["barrier"] = barrier_height(f, a)
-        out["rises"] = count_rises(f, a, rise_tol)
-        w = basin_width(f, a, 1.0, eps, eps_mode, curve.attrs.get("d1_norm"))
-        out.update(width_d1=w["width"], width_d1_param=w["width_param"], width_d1_censored=w["censored"],
-                   f_theta1=float(f[_nearest(a, 1.0, "alpha")]))
-    if surface is not None:
-        centre = (1.0, 0.0) if surface.attrs.get("centre", "theta0") == "theta0" else (0.0, 0.0)
-        f, a, b = surface[var].values, surface["alpha"].values, surface["beta"].values
-        i, j = _nearest(a, centre[0], "alpha"), _nearest(b, centre[1], "beta")
-        n1, n2 = surface.attrs.get("d1_norm"), surface.attrs.get("d2_norm")
-        w1 = basin_width(f[:, j], a, centre[0], eps, eps_mode, n1)
-        w2 = basin_width(f[i, :], b, centre[1], eps, eps_mode, n2)
-        ar = sublevel_area(f, a, b, centre, eps, eps_mode, n1, n2, float(surface.attrs.get("cos_d1_d2", 0.0)))
-        if curve is None:
-            out.update(width_d1=w1["width"], width_d1_param=w1["width_param"], width_d1_censored=w1["censored"])
-        out.update(surface_width_d1=w1["width"], surface_width_d1_param=w1["width_param"],
-                   width_d2=w2["width"], width_d2_param=w2["width_param"], width_d2_censored=w2["censored"],
-                   area=ar["area"], area_param=ar["area_param"], area_touches_edge=ar["touches_edge"],
-                   f_theta1_surface=float(f[i, j]))
-    return out

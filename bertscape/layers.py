@@ -37,14 +37,15 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from tqdm.auto import tqdm
 
 from . import cache, versions
 from .directions import ParamDict, restrict
 from .curvature import curvature_by_group
 from .errors import BertscapeError, bad_value, check_positive_int
 from .landscape import curve_1d, eval_sets_for_run
-from .evaluate import EvalSet, check_evalsets, evaluate_sets
-from .models import load_state
+from .evaluate import EvalSet, check_evalsets, evaluate_sets, prepare_eval
+from .models import autocast_dtype, load_state, resolve_device
 from .progress import progress_enabled
 
 #: α values of the per-layer curves. α = 0 is the layer at θ0, α = 1 at θ1. The points 0.75 and
@@ -70,8 +71,6 @@ _HEAD_PREFIXES = ("classifier.", "score.", "pre_classifier.", "qa_outputs.", "he
 # ----------------------------------------------------------------------------- progress bars
 
 def _bar(total: int, desc: str, progress: bool | None):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, disable=not progress_enabled(progress), leave=False,
                 dynamic_ncols=True)
 
@@ -557,8 +556,6 @@ def hidden_state_sample(model: torch.nn.Module, data: EvalSet, selection: Sequen
 
     Entry 0 is the embedding output, entry i the output of encoder layer i − 1.
     """
-    from .models import autocast_dtype
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -751,9 +748,37 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
         ``spec.key()`` and the parameters that determine that measure, so changing, say, the α
         grid recomputes only the curves.
     """
-    from .evaluate import prepare_eval
-    from .models import resolve_device
+    measures, views, a = _check_analysis(measures, views, alphas, orders, curve_sets, precision, n_train_eval,
+                                         n_dev_eval, n_hessian, hessian_iters, cka_tokens)
+    dev = resolve_device(device)
+    prec = ("bf16" if dev.type == "cuda" else "fp32") if precision == "auto" else precision
+    keys = _measure_keys(run, a, views, orders, curve_sets, prec, n_train_eval, n_dev_eval, seed, n_hessian,
+                         hessian_iters, cka_tokens)
+    folder = cache.subdir("layers")
+    paths = {m: folder / f"{run.spec.key()}-{m}-{cache.stable_hash(keys[m])}.{'nc' if m == 'curves' else 'json'}"
+             for m in measures}
+    job = _LayerJob(run, dev, run.theta0(), run.theta1(), prec, progress, seed, n_train_eval, n_dev_eval,
+                    n_hessian, hessian_iters, cka_tokens, list(orders), list(views), a, list(curve_sets))
+    report = LayerReport(run.spec.key(), run.spec.label(), job.layers.table(),
+                         params={"measures": list(measures), **{k: v for k, v in keys.items() if k in measures}})
+    for m in measures:
+        t = time.perf_counter()
+        if m == "curves":
+            report.curves = _cached_curves(paths[m], force, job)
+            report.curve_summary = pd.concat({str(v): curve_summary(report.curves.sel(view=v).drop_vars("view"))
+                                              for v in report.curves["view"].values}, names=["view"])
+        else:
+            for k, v in _cached_tables(paths[m], force, lambda m=m: _TABLE_MEASURES[m](job)).items():
+                setattr(report, k, v)
+        report.seconds[m] = time.perf_counter() - t
+    return report
 
+
+def _check_analysis(measures: Sequence[str] | str, views: Sequence[str] | str, alphas: Sequence[float],
+                    orders: Sequence[str], curve_sets: Sequence[str], precision: str, n_train_eval: int | None,
+                    n_dev_eval: int | None, n_hessian: int, hessian_iters: int,
+                    cka_tokens: int) -> tuple[list[str], list[str], list[float]]:
+    """:func:`analyze_run`'s arguments checked: ``(measures, views, alphas)`` as lists."""
     if isinstance(measures, str):
         measures = [measures]
     bad = [m for m in measures if m not in MEASURES]
@@ -775,89 +800,121 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
         raise bad_value("precision", precision, ("auto", "fp32", "bf16"))
     a = [float(x) for x in _check_alphas(alphas)]
     restore_sets(discover_layers(["encoder.layer.0.x"]), orders)  # validates orders early
-    dev = resolve_device(device)
-    prec = ("bf16" if dev.type == "cuda" else "fp32") if precision == "auto" else precision
+    return measures, views, a
 
-    folder = cache.subdir("layers")
+
+def _measure_keys(run, alphas: list[float], views: Sequence[str], orders: Sequence[str], curve_sets: Sequence[str],
+                  prec: str, n_train_eval: int | None, n_dev_eval: int | None, seed: int, n_hessian: int,
+                  hessian_iters: int, cka_tokens: int) -> dict[str, dict[str, Any]]:
+    """Per measure, what its cached result depends on (hashed into its file name)."""
     base = {"run": run.spec.key(), "code": versions.version("layers")}
     evalkey = {"n_train_eval": n_train_eval, "n_dev_eval": n_dev_eval, "seed": seed}
-    keys = {
+    return {
         "change": {**base},
-        "curves": {**base, **evalkey, "alphas": a, "views": list(views), "precision": prec,
+        "curves": {**base, **evalkey, "alphas": alphas, "views": list(views), "precision": prec,
                    "sets": list(curve_sets)},
         "restore": {**base, **evalkey, "orders": list(orders), "precision": prec},
         "curvature": {**base, "n_train_eval": n_train_eval, "seed": seed, "n_hessian": n_hessian,
                       "iters": hessian_iters, "method": "lanczos"},
         "cka": {**base, "n_dev_eval": n_dev_eval, "seed": seed, "tokens": cka_tokens},
     }
-    paths = {m: folder / f"{run.spec.key()}-{m}-{cache.stable_hash(keys[m])}.{'nc' if m == 'curves' else 'json'}"
-             for m in measures}
 
-    theta0, theta1 = run.theta0(), run.theta1()
-    layers = discover_layers(theta0)
-    report = LayerReport(run.spec.key(), run.spec.label(), layers.table(),
-                         params={"measures": list(measures), **{k: v for k, v in keys.items() if k in measures}})
-    model = None
-    evalsets = None
-    hessian_set = None
 
-    def need_model():
-        nonlocal model
-        if model is None:
-            model = run.model("theta1", device=str(dev))
-        return model
+class _LayerJob:
+    """The settings of one :func:`analyze_run` call and what its measures share, built on first use:
+    the model at θ1 on the device, the evaluation sets and the Hessian sample (:func:`_run_evalsets`)."""
 
-    def need_evalsets():
-        nonlocal evalsets, hessian_set
-        if evalsets is None:
-            evalsets, hessian_set = _run_evalsets(run, n_train_eval, n_dev_eval, seed, dev, n_hessian)
-        return evalsets
+    def __init__(self, run, dev: torch.device, theta0: ParamDict, theta1: ParamDict, prec: str,
+                 progress: bool | None, seed: int, n_train_eval: int | None, n_dev_eval: int | None, n_hessian: int,
+                 hessian_iters: int, cka_tokens: int, orders: list[str], views: list[str], alphas: list[float],
+                 curve_sets: list[str]) -> None:
+        self.run, self.dev, self.theta0, self.theta1 = run, dev, theta0, theta1
+        self.prec, self.progress, self.seed = prec, progress, seed
+        self.n_train_eval, self.n_dev_eval, self.n_hessian = n_train_eval, n_dev_eval, n_hessian
+        self.hessian_iters, self.cka_tokens, self.orders = hessian_iters, cka_tokens, orders
+        self.views, self.alphas, self.curve_sets = views, alphas, curve_sets
+        self.layers = discover_layers(theta0)
+        self._model: torch.nn.Module | None = None
+        self._evalsets: dict[str, EvalSet] | None = None
+        self._hessian_set: EvalSet | None = None
 
-    for m in measures:
-        t = time.perf_counter()
-        path = paths[m]
-        if m == "curves":
-            ds = None if force else _read_nc(path)
-            if ds is None:
-                sets = {k: es for k, es in need_evalsets().items() if k in curve_sets}
-                parts = [layer_curves(need_model(), theta0, theta1, sets, a, others=v, layers=layers,
-                                      precision=prec, progress=progress).expand_dims(view=[v]) for v in views]
-                ds = xr.concat(parts, dim="view", combine_attrs="drop")
-                ds.attrs.update({"views": ",".join(views), "precision": prec, "run_key": run.spec.key(),
-                                 "description": "θ(α) = (view: θ1 or θ0) with one group set to θ0_l + α·δ1_l"})
-                if "view" in ds["layer_index"].dims:
-                    ds["layer_index"] = ds["layer_index"].isel(view=0, drop=True)
-                _write_nc(path, ds)
-            report.curves = ds
-            report.curve_summary = pd.concat(
-                {str(v): curve_summary(ds.sel(view=v).drop_vars("view")) for v in ds["view"].values}, names=["view"])
-        else:
-            stored = None if force else cache.read_json(path)
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            self._model = self.run.model("theta1", device=str(self.dev))
+        return self._model
+
+    def evalsets(self) -> dict[str, EvalSet]:
+        if self._evalsets is None:
+            self._evalsets, self._hessian_set = _run_evalsets(self.run, self.n_train_eval, self.n_dev_eval,
+                                                              self.seed, self.dev, self.n_hessian)
+        return self._evalsets
+
+    def hessian_set(self) -> EvalSet:
+        self.evalsets()
+        return self._hessian_set
+
+
+def _change_tables(job: _LayerJob) -> dict[str, pd.DataFrame]:
+    return {"change": relative_change(job.theta0, job.theta1, job.layers),
+            "change_sub": relative_change(job.theta0, job.theta1, job.layers, by="submodule")}
+
+
+def _restore_tables(job: _LayerJob) -> dict[str, pd.DataFrame]:
+    return {"restore": restore_layers(job.model(), job.theta0, job.theta1, job.evalsets(), job.orders, job.layers,
+                                      job.prec, job.progress)}
+
+
+def _curvature_tables(job: _LayerJob) -> dict[str, pd.DataFrame]:
+    hs = job.hessian_set()
+    mdl = job.model()
+    load_state(mdl, job.theta1)
+    return {"curvature": layer_curvature(mdl, hs, layers=job.layers, iters=job.hessian_iters, seed=job.seed,
+                                         progress=job.progress)}
+
+
+def _cka_tables(job: _LayerJob) -> dict[str, pd.DataFrame]:
+    return {"cka": layer_cka(job.model(), job.theta0, job.theta1, job.evalsets()["dev"], job.cka_tokens, job.seed,
+                             job.layers, progress=job.progress)}
+
+
+#: The measures stored as tables (JSON), each computed by one function of the job.
+_TABLE_MEASURES = {"change": _change_tables, "restore": _restore_tables, "curvature": _curvature_tables,
+                   "cka": _cka_tables}
+
+
+def _curves_dataset(job: _LayerJob) -> xr.Dataset:
+    """The per-layer curves of every view, one dataset (dims view, group, alpha)."""
+    sets = {k: es for k, es in job.evalsets().items() if k in job.curve_sets}
+    parts = [layer_curves(job.model(), job.theta0, job.theta1, sets, job.alphas, others=v, layers=job.layers,
+                          precision=job.prec, progress=job.progress).expand_dims(view=[v]) for v in job.views]
+    ds = xr.concat(parts, dim="view", combine_attrs="drop")
+    ds.attrs.update({"views": ",".join(job.views), "precision": job.prec, "run_key": job.run.spec.key(),
+                     "description": "θ(α) = (view: θ1 or θ0) with one group set to θ0_l + α·δ1_l"})
+    if "view" in ds["layer_index"].dims:
+        ds["layer_index"] = ds["layer_index"].isel(view=0, drop=True)
+    return ds
+
+
+def _cached_curves(path: Path, force: bool, job: _LayerJob) -> xr.Dataset:
+    """The curves stored at ``path``, else computed (:func:`_curves_dataset`) and stored."""
+    ds = None if force else _read_nc(path)
+    if ds is None:
+        ds = _curves_dataset(job)
+        _write_nc(path, ds)
+    return ds
+
+
+def _cached_tables(path: Path, force: bool, compute: Any) -> dict[str, pd.DataFrame]:
+    """The tables stored at ``path`` (JSON), else ``compute()``'s, stored and read back in the form
+    of a cache hit."""
+    stored = None if force else cache.read_json(path)
+    tables = None
+    if isinstance(stored, dict):
+        tables = {k: _df_from_json(v) for k, v in stored.items()}
+        if any(v is None for v in tables.values()):
             tables = None
-            if isinstance(stored, dict):
-                tables = {k: _df_from_json(v) for k, v in stored.items()}
-                if any(v is None for v in tables.values()):
-                    tables = None
-            if tables is None:
-                if m == "change":
-                    tables = {"change": relative_change(theta0, theta1, layers),
-                              "change_sub": relative_change(theta0, theta1, layers, by="submodule")}
-                elif m == "restore":
-                    tables = {"restore": restore_layers(need_model(), theta0, theta1, need_evalsets(), orders,
-                                                        layers, prec, progress)}
-                elif m == "curvature":
-                    need_evalsets()
-                    hs = hessian_set
-                    mdl = need_model()
-                    load_state(mdl, theta1)
-                    tables = {"curvature": layer_curvature(mdl, hs, layers=layers, iters=hessian_iters, seed=seed,
-                                                           progress=progress)}
-                else:
-                    tables = {"cka": layer_cka(need_model(), theta0, theta1, need_evalsets()["dev"], cka_tokens,
-                                               seed, layers, progress=progress)}
-                cache.write_json(path, {k: _df_to_json(v) for k, v in tables.items()})
-                tables = {k: _df_from_json(_df_to_json(v)) for k, v in tables.items()}  # same form as a cache hit
-            for k, v in tables.items():
-                setattr(report, k, v)
-        report.seconds[m] = time.perf_counter() - t
-    return report
+    if tables is None:
+        tables = compute()
+        cache.write_json(path, {k: _df_to_json(v) for k, v in tables.items()})
+        tables = {k: _df_from_json(_df_to_json(v)) for k, v in tables.items()}  # same form as a cache hit
+    return tables

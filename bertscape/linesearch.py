@@ -25,9 +25,12 @@ from typing import Callable, Mapping
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .directions import ParamDict, PointWriter, filter_normalise, norm, random_direction, restrict
 from .errors import bad_value
+from .evaluate import evaluate
+from .progress import progress_enabled
 
 #: Bisection steps after the crossing is bracketed (the bracket shrinks 2³ = 8-fold). The crossing
 #: is then interpolated on a straight line inside a bracket of at most 1/8 of its distance from θ1:
@@ -189,8 +192,6 @@ def model_losses(model: torch.nn.Module, base: ParamDict, direction: ParamDict, 
     """``t -> per-sentence losses of model at base + t·direction`` on the evaluation set ``data``
     (parameters written in place by a :class:`~bertscape.directions.PointWriter`; call the
     returned function's ``reset()`` to put ``base`` back)."""
-    from .evaluate import evaluate
-
     writer = PointWriter(model, base, [direction])
 
     def f(t: float) -> np.ndarray:
@@ -226,10 +227,6 @@ def run_widths(run, d2_plane: ParamDict, evalset, eps: float, seed: int = 0, pre
     :data:`CAP_DISPLACEMENTS` × ‖δ1‖ (both converted into each direction's own units), so every
     direction and both runs follow one rule.
     """
-    from tqdm.auto import tqdm
-
-    from .progress import progress_enabled
-
     theta1 = run.theta1()
     delta = {k: v for k, v in run.delta().items()}
     d1_norm = norm(delta)

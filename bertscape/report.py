@@ -15,13 +15,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from IPython.display import HTML
 
 from . import scorecard
 
 __all__ = ["COLUMN_NAMES", "CHAPTER_PAGES", "number", "readable", "people_table", "badge", "verdict_matrix",
-           "forest_frame", "figure_html", "chapter_verdict", "quantity_sentence", "claim_sections",
-           "thresholds", "scored_summary", "pick", "glue_quantities", "drop_constant", "verdict_counts",
-           "FOREST_CAPTION"]
+           "forest_frame", "figure_html", "chapter_verdict", "claim_sections", "thresholds", "pick",
+           "glue_quantities", "drop_constant", "verdict_counts", "FOREST_CAPTION"]
 
 #: Column names as a reader should see them (any other name: underscores become spaces).
 COLUMN_NAMES: dict[str, str] = {
@@ -149,12 +149,6 @@ def badge(verdict: str | None, small: bool = False) -> str:
     return f'<span class="verdict {cls}">{html.escape(verdict)}</span>'
 
 
-def scored_summary(card: pd.DataFrame) -> pd.DataFrame:
-    """The seed summary (:func:`bertscape.scorecard.summarise`) of a scorecard's scored rows."""
-    s = scorecard.summarise(card)
-    return s[s["scored"]].reset_index(drop=True)
-
-
 def _claim_verdicts(summary: pd.DataFrame) -> pd.DataFrame:
     """(task, claim, pairing) → the claim's verdict from its scored rows."""
     s = summary[summary["scored"]] if "scored" in summary else summary
@@ -185,8 +179,6 @@ def verdict_matrix(summary: pd.DataFrame, *, pairing: str = "profile", links: bo
     Returns:
         an ``IPython.display.HTML`` object (displayable, and gluable into other pages).
     """
-    from IPython.display import HTML
-
     v = _claim_verdicts(summary)
     if v.empty:
         raise ValueError("verdict_matrix: the summary has no scored rows")
@@ -264,8 +256,6 @@ def forest_frame(summary: pd.DataFrame, pairing: str = "profile") -> pd.DataFram
 def figure_html(fig: Any, caption: str, *, number: str | None = None, dpi: int = 110) -> Any:
     """A matplotlib figure as an HTML ``<figure>`` with its caption under it (a PNG inlined as a data
     URI), for gluing into a page that cannot hold the figure's own output (e.g. a Markdown page)."""
-    from IPython.display import HTML
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     data = base64.b64encode(buf.getvalue()).decode("ascii")
@@ -275,13 +265,6 @@ def figure_html(fig: Any, caption: str, *, number: str | None = None, dpi: int =
 
 
 # ----------------------------------------------------------------------------- sentences
-
-def quantity_sentence(row: Mapping[str, Any], digits: int = 3) -> str:
-    """One summarised scorecard row as a sentence: "<quantity>: PT x vs RI y — verdict (why)"."""
-    pt, ri = number(row.get("pretrained"), digits), number(row.get("scratch"), digits)
-    vs = f"PT {pt}" + (f" vs RI {ri}" if ri != "—" else "")
-    return f"{row['quantity']}: {vs}, **{row['verdict']}** ({row['reason']})"
-
 
 def chapter_verdict(card: pd.DataFrame, pairing: str = "profile") -> str:
     """The chapter's answer in one Markdown paragraph: each claim's verdict per task (the profile's
@@ -326,6 +309,7 @@ def glue_quantities(summary: pd.DataFrame, picks: Mapping[str, tuple[int | str, 
     ``{name}_verdict`` (holds / fails / inconclusive) are glued as text; a page quotes them with
     ``{glue:text}`name_pt```. Returns what was glued.
     """
+    # myst_nb imports Sphinx (seconds): loaded only when a chapter glues
     from myst_nb import glue
 
     out: dict[str, str] = {}

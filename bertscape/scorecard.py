@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from . import flatness
 from . import uncertainty as U
 
 #: A difference counts when it lies beyond Z standard errors (≈ 95 % two-sided for a normal error).
@@ -203,12 +204,10 @@ def claim_training_loss(pt_steps: pd.DataFrame, ri_steps: pd.DataFrame,
 
 
 def _step_rises(alphas: np.ndarray, sample_losses: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Rises of the mean curve between neighbours on [0, 1], their paired standard errors over
-    sentences, and the curve's range there."""
-    order = np.argsort(alphas)
-    a, s = np.asarray(alphas, float)[order], np.asarray(sample_losses, float)[order]
-    inside = (a >= -1e-9) & (a <= 1 + 1e-9)
-    s = s[inside]
+    """Rises of the mean curve between neighbours on [0, 1] (the steps that
+    :func:`bertscape.flatness.count_rises` counts), their paired standard errors over sentences,
+    and the curve's range there."""
+    s = flatness.unit_segment(sample_losses, alphas)  # (points on [0, 1] in order of α, sentences)
     f = s.mean(axis=1)
     diffs = np.diff(s, axis=0)  # per sentence: f(α_{i+1}) − f(α_i)
     se = diffs.std(axis=1, ddof=1) / np.sqrt(s.shape[1])

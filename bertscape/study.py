@@ -3,8 +3,9 @@
 Each function computes one kind of result for a task and seed, for both starting points, through
 the package's caches: whichever chapter asks first computes it, the others (and the scorecard)
 read it back (and within one kernel, each result is computed or read once: the functions are
-memoised per process; treat what they return as read-only). Chapters stay short: a call here, a
-figure from :mod:`bertscape.plots`, a verdict from :mod:`bertscape.scorecard`.
+memoised per process; treat what they return as read-only). Chapters stay short: ``P =
+study.start(...)`` after the parameters, a call here and a figure from :mod:`bertscape.plots` per
+section, and ``study.verdict(P, chapter, ...)`` at the end.
 
 **Pairings.** The profile trains PT and RI at different peak learning rates (``lr_pretrained``,
 ``lr_scratch``): a random network needs a larger step to leave chance level. That makes every
@@ -26,12 +27,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import cache, curvature, landscape, layers, linesearch, scorecard
+from IPython.display import Markdown, display
+
+from . import cache, curvature, landscape, layers, linesearch, report, scorecard
 from . import uncertainty as U
 from .directions import norm, sub
 from .evaluate import evaluate
+from .flatness import barrier_height, count_rises, sublevel_area
 from .models import load_state, resolve_device
-from .profiles import Profile
+from .profiles import DEFAULT_PROFILE, Profile, from_params
 from .train import RunResult, train
 
 FLAT_EPS = scorecard.FLAT_EPS
@@ -220,20 +224,12 @@ def path_stats(run: RunResult) -> dict[str, float]:
 BASIN_GROWTH_STEPS = 3
 
 
-def _basin_area(s: xr.Dataset, f: np.ndarray | None = None) -> dict[str, float]:
-    """:func:`bertscape.landscape.sublevel_area` of θ1's set on a θ1-centred grid, with the sides
-    of the grid the set reaches (``edges``: a subset of ``"-α +α -β +β"``)."""
+def _basin_area(s: xr.Dataset, f: np.ndarray | None = None) -> dict[str, Any]:
+    """:func:`bertscape.flatness.sublevel_area` of θ1's set {f ≤ f(θ1) + ε} on a θ1-centred grid
+    (``f``: values on the grid of ``s``, by default its training loss), with the sides of the grid
+    the set reaches (``edges``: a subset of ``"-α +α -β +β"``)."""
     f = s["train_loss"].values if f is None else f
-    a, b = s["alpha"].values, s["beta"].values
-    res = landscape.sublevel_area(f, a, b, (0.0, 0.0), FLAT_EPS)
-    thr = res["threshold"]
-    from scipy import ndimage
-
-    lab, _ = ndimage.label(np.nan_to_num(f, nan=np.inf) <= thr)
-    comp = lab == lab[int(np.argmin(np.abs(a))), int(np.argmin(np.abs(b)))]
-    res["edges"] = [name for name, hit in (("-α", comp[0].any()), ("+α", comp[-1].any()),
-                                           ("-β", comp[:, 0].any()), ("+β", comp[:, -1].any())) if hit]
-    return res
+    return sublevel_area(f, s["alpha"].values, s["beta"].values, (0.0, 0.0), FLAT_EPS)
 
 
 def grow_basin_grid(grid: Callable[[list[float], list[float]], xr.Dataset], n: int,
@@ -304,15 +300,10 @@ def areas(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
     for init, s in basin_surfaces(P, task, seed).items():
         run = main_runs(P, task, seed)[init]
         samples = s["train_sample_loss"].values.astype(np.float64)
-        a, b = s["alpha"].values, s["beta"].values
         n1, n2 = s.attrs["d1_norm"], s.attrs["d2_norm"]
         scale = n1 * n2 / norm(run.theta1()) ** 2
-
-        def area_of(f: np.ndarray) -> dict:
-            return landscape.sublevel_area(f, a, b, (0.0, 0.0), FLAT_EPS)
-
-        base = area_of(samples.mean(-1))
-        se = U.bootstrap_se(lambda idx: area_of(samples[..., idx].mean(-1))["area"], samples.shape[-1])
+        base = _basin_area(s, samples.mean(-1))
+        se = U.bootstrap_se(lambda idx: _basin_area(s, samples[..., idx].mean(-1))["area"], samples.shape[-1])
         out[init] = {"area": base["area"], "area_se": se, "area_rel": base["area"] * scale,
                      "area_rel_se": se * scale, "touches_edge": base["touches_edge"],
                      "alpha_extent": list(s.attrs["alpha_extent"]), "beta_extent": list(s.attrs["beta_extent"])}
@@ -327,7 +318,7 @@ def flatness(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]
     out = {}
     for init in c:
         f, al = c[init]["train_loss"].values, c[init]["alpha"].values
-        row = {"barrier": landscape.barrier_height(f, al), "rises": landscape.count_rises(f, al)}
+        row = {"barrier": barrier_height(f, al), "rises": count_rises(f, al)}
         for k, v in w[init].items():
             row.update({f"width_{k}": v["width"], f"width_{k}_se": v["width_se"], f"width_{k}_param": v["width_param"],
                         f"width_{k}_rel": v["width_rel"], f"width_{k}_censored": v["censored"]})
@@ -461,7 +452,7 @@ def segments(P: Profile, task: str) -> list[dict[str, Any]]:
 def segment_barrier(curve: xr.Dataset, split: str = "train", quantity: str = "loss") -> tuple[float, float]:
     """(barrier, bootstrap standard error over sentences) of a segment: the largest rise of the
     per-sentence mean ``quantity`` (``loss`` or ``error``) above the chord of its end values
-    (:func:`bertscape.landscape.barrier_height`)."""
+    (:func:`bertscape.flatness.barrier_height`)."""
     t = curve["alpha"].values
     if quantity == "loss":
         samples = curve[f"{split}_sample_loss"].values.astype(np.float64)
@@ -469,8 +460,8 @@ def segment_barrier(curve: xr.Dataset, split: str = "train", quantity: str = "lo
         samples = (curve[f"{split}_sample_pred"].values != curve[f"{split}_label"].values[None, :]).astype(np.float64)
     else:
         raise ValueError(f"quantity={quantity!r} is not accepted; expected 'loss' or 'error'")
-    value = landscape.barrier_height(samples.mean(-1), t)
-    se = U.bootstrap_se(lambda idx: landscape.barrier_height(samples[:, idx].mean(-1), t), samples.shape[-1])
+    value = barrier_height(samples.mean(-1), t)
+    se = U.bootstrap_se(lambda idx: barrier_height(samples[:, idx].mean(-1), t), samples.shape[-1])
     return float(value), se
 
 
@@ -646,38 +637,6 @@ def full_scorecard(P: Profile) -> pd.DataFrame:
     return pd.concat([chapter_scorecard(P, ch) for ch in scorecard.chapter_claims()], ignore_index=True)
 
 
-def verdict_lines(df: pd.DataFrame) -> list[str]:
-    """One sentence per claim and task, generated from the rows (for a chapter's verdict line):
-    the verdict under the profile's pairing over the seeds, and under the matched pairings."""
-    summ = scorecard.summarise(df)
-    summ = summ[summ["scored"]]
-    lines = []
-    for (task, claim), g in summ.groupby(["task", "claim"], sort=False):
-        by = {p: scorecard.claim_verdict(h["verdict"]) for p, h in g.groupby("pairing", sort=False)}
-        main = by.get(PROFILE_PAIRING, scorecard.INCONCLUSIVE)
-        prof = g[g["pairing"] == PROFILE_PAIRING]
-        reasons = "; ".join(f"{q}: {r}" for q, r, v in zip(prof["quantity"], prof["reason"], prof["verdict"])
-                            if v != scorecard.HOLDS)
-        ctrl = ", ".join(f"{v} {p}" for p, v in by.items() if p != PROFILE_PAIRING)
-        lines.append(f"**Claim {claim}** on {task}: **{main}**" + (f" ({reasons})" if reasons else "")
-                     + (f"; with matched learning rates: {ctrl}" if ctrl else "")
-                     + f" — {scorecard.CLAIMS[claim].statement}.")
-    return lines
-
-
-def thresholds_table() -> pd.DataFrame:
-    """The fixed thresholds of the scorecard (:data:`bertscape.scorecard.THRESHOLDS`)."""
-    return pd.DataFrame(list(scorecard.THRESHOLDS), columns=["name", "value", "meaning"])
-
-
-def claims_table() -> pd.DataFrame:
-    """Every claim as declared in :data:`bertscape.scorecard.CLAIMS`."""
-    return pd.DataFrame([{"claim": str(c.id), "chapter": c.chapter, "statement": c.statement,
-                          "how it is measured": c.computed,
-                          "matched-lr control": "yes" if c.controlled else "no",
-                          "kind": "extension" if c.extension else "paper"} for c in scorecard.CLAIMS.values()])
-
-
 def verdict_table(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of a chapter's (or the whole) scorecard formatted for readers: one row per
     quantity and pairing over the seeds, with readable columns and 3–4 significant digits."""
@@ -697,6 +656,40 @@ def verdict_table(df: pd.DataFrame) -> pd.DataFrame:
         "criterion": s["criterion"], "verdict": s["verdict"], "why": s["reason"], "seeds": s["seeds"],
     })
     return out
+
+
+# ----------------------------------------------------------------------------- a chapter's first and last cell
+
+def start(profile: str = DEFAULT_PROFILE, tasks: str | list[str] | None = None, glue_dir: str | None = None,
+          overrides: dict[str, Any] | str | None = None, seeds: int | list[int] | str | None = None,
+          model: str | None = None, *, show_profile: bool = True) -> Profile:
+    """A chapter's set-up, the cell after its papermill parameters: resolves the parameters into a
+    :class:`~bertscape.profiles.Profile` (:func:`bertscape.profiles.from_params`), applies the
+    book's plotting style (:func:`bertscape.plots.use_style`) and, with ``show_profile``, displays
+    what this execution runs (:func:`profile_summary`). Returns the profile."""
+    # plots imports matplotlib: only a chapter needs it, not the workers and sweeps that import study
+    from . import plots
+
+    P = from_params(profile, tasks, glue_dir, overrides, seeds=seeds, model=model)
+    plots.use_style()
+    if show_profile:
+        display(Markdown(profile_summary(P)))
+    return P
+
+
+def verdict(P: Profile, chapter: str, quantities: dict[str, tuple[int | str, str]] | None = None) -> Any:
+    """A chapter's last cell: its claim rows (:func:`chapter_scorecard`), the verdict line glued as
+    ``chapter_verdict`` (:func:`bertscape.report.chapter_verdict`), the numbers its prose quotes
+    glued by :func:`bertscape.report.glue_quantities` (``quantities``: ``{name: (claim, quantity
+    substring)}``), and, returned for display, the table of its rows for readers."""
+    # myst_nb imports Sphinx: loaded only when a chapter glues (as in report.glue_quantities)
+    from myst_nb import glue
+
+    card = chapter_scorecard(P, chapter)
+    summary = scorecard.summarise(card)
+    glue("chapter_verdict", Markdown(report.chapter_verdict(card)), display=False)
+    report.glue_quantities(summary, quantities or {})
+    return report.people_table(report.drop_constant(verdict_table(card), ["task"]))
 
 
 # ----------------------------------------------------------------------------- tables for the chapters

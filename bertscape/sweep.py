@@ -42,10 +42,11 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from . import compute
+from . import compute, study
 from .compute import Outcome, Unit
 from .errors import bad_value
 from .profiles import DEFAULT_PROFILE, PROFILE_NAMES, Profile, from_params
+from .train import load_run, train
 
 __all__ = ["STAGES", "SweepReport", "run_specs", "sweep", "main"]
 
@@ -82,8 +83,6 @@ def run_specs(P: Profile) -> list[Any]:
     """Every distinct fine-tuning run of the profile: the runs of each learning-rate pairing and
     the long runs, for every task, seed and starting point, and the main runs of the connectivity
     chapter's ``lmc_seeds`` (a run shared by pairings or chapters once)."""
-    from . import study
-
     specs = {}
     for t in P.tasks:
         for s in P.seeds:
@@ -103,22 +102,16 @@ def run_specs(P: Profile) -> list[Any]:
 
 def _train(spec: Any) -> str:
     """A unit: train (or resume) one run into the cache; returns its key."""
-    from .train import train
-
     return train(spec, progress=False).spec.key()
 
 
 def _study(P: Profile, name: str, args: tuple) -> None:
     """A unit: one :mod:`bertscape.study` result, computed into the cache (or read back)."""
-    from . import study
-
     getattr(study, name)(P, *args)
 
 
 def _measure_units(P: Profile, controls: bool) -> list[Unit]:
     """The ``measures`` stage: profile pairing (``controls=False``) or the matched pairings."""
-    from . import study
-
     units = []
     for t in P.tasks:
         for s in P.seeds:
@@ -141,8 +134,6 @@ def _measure_units(P: Profile, controls: bool) -> list[Unit]:
 
 
 def _driver_calls(P: Profile, names: Sequence[str]) -> list[tuple[str, Callable[[], Any]]]:
-    from . import study
-
     return [(f"{name} {t}/s{s}", (lambda name=name, t=t, s=s: getattr(study, name)(P, t, s)))
             for t in P.tasks for s in P.seeds for name in names]
 
@@ -179,9 +170,6 @@ def sweep(P: Profile, executor: compute.Executor | None = None, stages: Sequence
         progress: progress bars (default: on unless ``$BERTSCAPE_PROGRESS=0``).
         log: where one line per stage goes.
     """
-    from . import study
-    from .train import load_run
-
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
         raise bad_value("stages", list(stages), f"a non-empty subset of {STAGES}")

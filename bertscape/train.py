@@ -25,9 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from . import cache
 from .data import Encoded, encode, load_split, subset_indices, train_batches
+from .errors import check_positive_int
 from .evaluate import evaluate, forward_logits, loss_fn, prepare_eval
 from .models import autocast_dtype, build_model, load_state, load_tokenizer, resolve_device, trainable_state
 from .progress import progress_enabled
@@ -225,36 +227,30 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
         callback: called as ``callback(step, loss)`` after each optimiser step (for tests and
             notebooks; raising from it interrupts the run, which later resumes).
         force: ignore a cached result and train again.
+
+    Longer than ~80 lines on purpose: the set-up (:func:`_step_plan`, :func:`_scheduler`) and the
+    final write (:func:`_write_run`) are pieces of their own, but the epoch loop and its two helpers
+    (``record_eval``, ``flush``) stay here in one piece, because the order of its random draws,
+    optimiser steps, loss syncs, checkpoints and resume saves is what makes a resumed run identical
+    to an uninterrupted one.
     """
     if not force:
         hit = load_run(spec)
         if hit is not None:
             return hit
-    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
-
     task = spec.task_info
     device = resolve_device(spec.device)
     dtype = autocast_dtype(spec.precision, device)
     train_enc, dev_enc = run_data(spec)
-    from .errors import check_positive_int
-
     check_positive_int("batch_size", spec.batch_size, upper=len(train_enc),
                        what=f"the training subset has {len(train_enc)} examples")
     dev = prepare_eval(dev_enc, device)
-    steps_per_epoch = math.ceil(len(train_enc) / spec.batch_size)
-    total = steps_per_epoch * spec.epochs
-    ckpt_steps = checkpoint_steps(total, spec.n_checkpoints)
-    eval_steps = sorted({min(e * steps_per_epoch + math.ceil((j + 1) * steps_per_epoch / spec.evals_per_epoch),
-                             (e + 1) * steps_per_epoch)
-                         for e in range(spec.epochs) for j in range(spec.evals_per_epoch)})
+    steps_per_epoch, total, ckpt_steps, eval_steps = _step_plan(spec, len(train_enc))
 
     model = build_model(spec.model, spec.init, task.num_labels, spec.seed, task.is_regression).to(device)
     theta0 = trainable_state(model)
     opt = _optimizer(model, spec)
-    if spec.schedule == "constant":
-        sched = get_constant_schedule_with_warmup(opt, int(spec.warmup * total))
-    else:
-        sched = get_linear_schedule_with_warmup(opt, int(spec.warmup * total), total)
+    sched = _scheduler(opt, spec, total)
     torch.manual_seed(spec.seed)
 
     final = _runs_dir() / spec.key()
@@ -281,8 +277,6 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
 
     if step == 0 and not evals:
         record_eval(0)
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=total, initial=step, desc=spec.label(), disable=not progress_enabled(progress),
                leave=False, dynamic_ncols=True)
     t_start = time.perf_counter() - elapsed
@@ -342,17 +336,46 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
             "steps_per_epoch": steps_per_epoch, "n_train": len(train_enc), "n_dev": len(dev_enc),
             "device": str(device), "seconds": time.perf_counter() - t_start,
             "n_params": int(sum(v.numel() for v in theta1.values())), "torch": torch.__version__}
+    _write_run(final, partial, theta1, ckpt_steps, {"steps": steps, "evals": evals}, preds, dev.labels, meta)
+    result = load_run(spec)
+    assert result is not None, "a just-written run entry failed verification"
+    return result
+
+
+def _step_plan(spec: RunSpec, n_train: int) -> tuple[int, int, list[int], list[int]]:
+    """``(steps_per_epoch, total, checkpoint steps, evaluation steps)`` of a run on ``n_train``
+    examples: ``evals_per_epoch`` evaluations spread evenly over each epoch, the last at its end."""
+    steps_per_epoch = math.ceil(n_train / spec.batch_size)
+    total = steps_per_epoch * spec.epochs
+    ckpt_steps = checkpoint_steps(total, spec.n_checkpoints)
+    eval_steps = sorted({min(e * steps_per_epoch + math.ceil((j + 1) * steps_per_epoch / spec.evals_per_epoch),
+                             (e + 1) * steps_per_epoch)
+                         for e in range(spec.epochs) for j in range(spec.evals_per_epoch)})
+    return steps_per_epoch, total, ckpt_steps, eval_steps
+
+
+def _scheduler(opt: torch.optim.Optimizer, spec: RunSpec, total: int):
+    """The learning-rate schedule: linear warm-up over ``spec.warmup`` of the steps, then constant
+    (``schedule="constant"``) or a linear decay to 0 at ``total``."""
+    # transformers takes seconds to import: only when a run is trained, not when a cached one is read
+    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    if spec.schedule == "constant":
+        return get_constant_schedule_with_warmup(opt, int(spec.warmup * total))
+    return get_linear_schedule_with_warmup(opt, int(spec.warmup * total), total)
+
+
+def _write_run(final: Path, partial: Path, theta1: dict[str, torch.Tensor], ckpt_steps: list[int], history: dict,
+               preds: list[list], dev_labels: np.ndarray, meta: dict) -> None:
+    """Move a finished run from its ``partial`` folder to its cache entry ``final`` (atomically, with
+    a manifest): θ0, θ1, the intermediate checkpoints, the history, the dev predictions and ``meta``."""
     with cache.atomic_dir(final) as tmp:
         shutil.copyfile(partial / "theta0.safetensors", tmp / "theta0.safetensors")
         save_file({k: v.cpu() for k, v in theta1.items()}, tmp / "theta1.safetensors")
         for s in ckpt_steps[1:-1]:
             shutil.copyfile(partial / f"ckpt-{s:07d}.safetensors", tmp / f"ckpt-{s:07d}.safetensors")
-        cache.write_json(tmp / "history.json", {"steps": steps, "evals": evals})
-        cache.write_npz(tmp / "dev_predictions.npz", predictions=np.asarray(preds),
-                        labels=np.asarray(dev.labels))
+        cache.write_json(tmp / "history.json", history)
+        cache.write_npz(tmp / "dev_predictions.npz", predictions=np.asarray(preds), labels=np.asarray(dev_labels))
         cache.write_json(tmp / "meta.json", meta)
         cache.write_manifest(tmp)
     shutil.rmtree(partial, ignore_errors=True)
-    result = load_run(spec)
-    assert result is not None, "a just-written run entry failed verification"
-    return result

@@ -13,6 +13,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .data import Task
+from .metrics import compute_metrics
 
 #: Resamples of every bootstrap (fixed in advance; the standard error moves by ~5 % between seeds).
 N_BOOT = 200
@@ -25,8 +26,6 @@ MetricFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 def metric_fn(task: Task, metric: str | None = None) -> MetricFn:
     """``f(preds, labels) -> metric`` for predictions of shape ``(..., n)`` (any leading dims), the
     task's main metric by default. Accuracy is vectorised; other metrics loop over leading dims."""
-    from .metrics import compute_metrics
-
     name = metric or task.main_metric
 
     def f(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:

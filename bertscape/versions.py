@@ -34,8 +34,10 @@ __all__ = ["KINDS", "RECORD_PATH", "version", "code_hash", "changed", "record"]
 
 _DATA = ("bertscape.data",)
 _EVAL = ("bertscape.evaluate", "bertscape.metrics", "bertscape.models")
-_GRID = (*_EVAL, "bertscape.landscape:evaluate_grid", "bertscape.landscape:evaluate_sets",
-         "bertscape.landscape:surface_2d", "bertscape.landscape:curve_1d", "bertscape.landscape:eval_sets_for_run")
+_GRID = (*_EVAL, "bertscape.landscape:evaluate_grid", "bertscape.landscape:_grid_identity",
+         "bertscape.landscape:_GridState", "bertscape.flatness:grid_axis",
+         "bertscape.landscape:evaluate_sets", "bertscape.landscape:surface_2d", "bertscape.landscape:curve_1d",
+         "bertscape.landscape:eval_sets_for_run")
 
 #: kind → (version, the code whose results it names). Bump a version when results change.
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -15,7 +15,10 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Mapping, Sequence
 
+import ipywidgets as ipw
+import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import display
 
 from . import plots
 
@@ -32,16 +35,12 @@ def static_mode() -> bool:
 
 def _display_figure(fig: Any) -> None:
     """Show a matplotlib or plotly figure once and release it."""
-    from IPython.display import display
-
     if fig is None:
         return
     if hasattr(fig, "to_plotly_json"):
         plots.show_plotly(fig)
         return
     display(fig)
-    import matplotlib.pyplot as plt
-
     plt.close(fig)
 
 
@@ -81,36 +80,32 @@ class Explorer:
 
     def widget(self) -> Any:
         """The live ipywidgets box (controls above an output area)."""
-        import ipywidgets as w
-
         controls: dict[str, Any] = {}
         for name, values in self.options.items():
             numeric = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
                           for v in values)
             if numeric and len(values) > 6:
-                controls[name] = w.SelectionSlider(options=values, value=self.defaults[name], description=name,
-                                                   continuous_update=False,
-                                                   layout=w.Layout(width="min(28rem, 100%)"))
+                controls[name] = ipw.SelectionSlider(options=values, value=self.defaults[name], description=name,
+                                                     continuous_update=False,
+                                                     layout=ipw.Layout(width="min(28rem, 100%)"))
             else:
-                controls[name] = w.Dropdown(options=values, value=self.defaults[name], description=name)
-        out = w.Output()
+                controls[name] = ipw.Dropdown(options=values, value=self.defaults[name], description=name)
+        out = ipw.Output()
 
         def redraw(**choice: Any) -> None:
             with out:
                 out.clear_output(wait=True)
                 _display_figure(self.draw(**choice))
 
-        w.interactive_output(redraw, controls)
-        return w.VBox([w.HBox(list(controls.values()), layout=w.Layout(flex_flow="row wrap")), out])
+        ipw.interactive_output(redraw, controls)
+        return ipw.VBox([ipw.HBox(list(controls.values()), layout=ipw.Layout(flex_flow="row wrap")), out])
 
     def show(self) -> None:
         """Display the explorer (live) or only the default figure (static site)."""
         if self.static:
             _display_figure(self.default_figure())
         else:
-            from IPython.display import display
-
-            display(self.widget())
+                    display(self.widget())
 
     def _ipython_display_(self) -> None:  # a bare ``explorer`` as the last line shows it
         self.show()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bertscape import landscape, study
+from bertscape import flatness, study
 
 
 def _evaluator(f, calls):
@@ -44,8 +44,8 @@ def test_a_valley_falling_past_theta1_is_followed_until_it_closes() -> None:
     np.testing.assert_array_equal(s["train_sample_loss"].values, whole["train_sample_loss"].values)
     res = study._basin_area(s)
     assert res["edges"] == [] and res["touches_edge"] == 0
-    direct = landscape.sublevel_area(whole["train_loss"].values, s["alpha"].values, s["beta"].values,
-                                     (0.0, 0.0), study.FLAT_EPS)
+    direct = flatness.sublevel_area(whole["train_loss"].values, s["alpha"].values, s["beta"].values,
+                                    (0.0, 0.0), study.FLAT_EPS)
     assert res["area"] == pytest.approx(direct["area"]) and res["area"] > 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bertscape import landscape, linesearch, models, study, train
+from bertscape import landscape, layers, linesearch, models, study, train
 from bertscape.profiles import get_profile
 
 FAKE = "cuda:7"
@@ -43,7 +43,7 @@ def test_the_profile_device_reaches_every_stage(tiny_bert, fresh_cache, monkeypa
         return real(device)
 
     real = models.resolve_device
-    for module in (models, landscape, study, train):
+    for module in (models, landscape, layers, study, train):  # every module that imports resolve_device
         monkeypatch.setattr(module, "resolve_device", recording)
     # a tiny random model is flat: line searches and basin grids would run to their caps
     monkeypatch.setattr(linesearch, "CAP_DISPLACEMENTS", 2.0)

@@ -134,3 +134,13 @@ def test_intro_profile_table_matches_the_code() -> None:
         assert rows["seeds joined by segments (chapter 5)"][col] == ", ".join(map(str, p.lmc_seeds))
         train_prec = {"auto": ("fp32 on CPU", "bf16 on GPU"), "bf16": ("bf16 (CPU autocast)",), "fp32": ("fp32",)}
         assert rows["training precision"][col] in train_prec[p.precision], (name, p.precision)
+
+
+def test_the_package_exports_what_a_notebook_needs() -> None:
+    import bertscape
+
+    namespace: dict = {}
+    exec("from bertscape import *", namespace)
+    assert set(bertscape.__all__) <= set(namespace)
+    assert namespace["study"].start and namespace["study"].verdict and namespace["Profile"] is Profile
+    assert namespace["from_params"] is from_params and namespace["get_profile"] is get_profile

@@ -116,3 +116,28 @@ def test_present_notebook_folds_code_and_hides_the_injected_cell() -> None:
     assert plain.metadata["tags"] == ["hide-input"] and chosen.metadata["tags"] == ["remove-output", "hide-input"]
     assert per_task.metadata["mystnb"]["figure"] == {"caption": "c"}  # two figures: caption kept, label dropped
     assert not present_notebook(nb)  # idempotent
+
+
+def test_a_chapter_starts_and_ends_with_one_call_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    import myst_nb
+
+    from bertscape import study
+    from bertscape.profiles import from_params
+
+    shown = []
+    monkeypatch.setattr(study, "display", shown.append)
+    P = study.start("smoke", "movies", None, '{"epochs": 2}', seeds="[0, 1]")
+    assert P == from_params("smoke", "movies", None, '{"epochs": 2}', seeds="[0, 1]")
+    assert [m.data for m in shown] == [study.profile_summary(P)]
+    study.start("smoke", show_profile=False)
+    assert len(shown) == 1
+
+    card = _card()
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.__setitem__(name, value))
+    monkeypatch.setattr(study, "chapter_scorecard", lambda P_, chapter: card if chapter == "01" else None)
+    table = study.verdict(P, "01", {"loss_end": (1, "100%")})
+    assert glued["chapter_verdict"].data == report.chapter_verdict(card)
+    assert glued["loss_end_verdict"] == report.pick(scorecard.summarise(card), 1, "100%")["verdict"]
+    expected = report.people_table(report.drop_constant(study.verdict_table(card), ["task"]))
+    assert type(table) is type(expected) and table.data.equals(expected.data)  # a Styler: the same rows

@@ -97,6 +97,18 @@ def _chapter_pages(site: Path) -> list[Path]:
     return [site / "book" / f"{c}.html" for c in CHAPTERS]
 
 
+def _page_problems(site: Path, driver, script: str) -> dict[str, list]:
+    """Per page of the site (by its path in the site), what ``script`` returns once the page has
+    loaded, for the pages where that is not empty."""
+    problems = {}
+    for page in _pages(site):
+        _load(driver, page)
+        found = driver.execute_script(script)
+        if found:
+            problems[str(page.relative_to(site))] = found
+    return problems
+
+
 def test_every_chapter_was_executed_without_errors(built: tuple[Path, dict]) -> None:
     import nbformat
 
@@ -195,42 +207,34 @@ def test_code_is_folded_except_parameters(site: Path, driver) -> None:
 
 
 def test_nothing_wider_than_the_column(site: Path, driver) -> None:
-    problems = {}
-    for page in _pages(site):
-        _load(driver, page)
-        wide = driver.execute_script(
-            "const art = document.querySelector('article.bd-article') || document.querySelector('main');"
-            "const R = art.getBoundingClientRect(); const out = [];"
-            "for (const el of art.querySelectorAll('*')) {"
-            "  if (el.closest('mjx-assistive-mml')) continue;"  # MathJax's hidden copy for screen readers
-            "  const r = el.getBoundingClientRect(); if (!r.width || !r.height) continue;"
-            "  const st = getComputedStyle(el);"
-            "  const name = el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined ?"
-            "    '.' + el.className.split(' ').join('.') : '');"
-            "  if (r.right > R.right + 2 || r.left < R.left - 2) out.push(name + ` spans ${r.left}-${r.right}"
-            "    beyond ${R.left}-${R.right}`);"
-            "  else if (['auto', 'scroll'].includes(st.overflowX) && el.scrollWidth > el.clientWidth + 1)"
-            "    out.push(name + ` scrolls sideways (${el.scrollWidth} > ${el.clientWidth})`);"
-            "}"
-            "return out.slice(0, 10);")
-        if wide:
-            problems[str(page.relative_to(site))] = wide
+    problems = _page_problems(
+        site, driver,
+        "const art = document.querySelector('article.bd-article') || document.querySelector('main');"
+        "const R = art.getBoundingClientRect(); const out = [];"
+        "for (const el of art.querySelectorAll('*')) {"
+        "  if (el.closest('mjx-assistive-mml')) continue;"  # MathJax's hidden copy for screen readers
+        "  const r = el.getBoundingClientRect(); if (!r.width || !r.height) continue;"
+        "  const st = getComputedStyle(el);"
+        "  const name = el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined ?"
+        "    '.' + el.className.split(' ').join('.') : '');"
+        "  if (r.right > R.right + 2 || r.left < R.left - 2) out.push(name + ` spans ${r.left}-${r.right}"
+        "    beyond ${R.left}-${R.right}`);"
+        "  else if (['auto', 'scroll'].includes(st.overflowX) && el.scrollWidth > el.clientWidth + 1)"
+        "    out.push(name + ` scrolls sideways (${el.scrollWidth} > ${el.clientWidth})`);"
+        "}"
+        "return out.slice(0, 10);")
     assert not problems, json.dumps(problems, indent=1)
 
 
 def test_every_figure_has_a_caption(site: Path, driver) -> None:
-    problems = {}
-    for page in _pages(site):
-        _load(driver, page)
-        bare = driver.execute_script(
-            "return Array.from(document.querySelectorAll('article img, article .plotly-graph-div'))"
-            ".filter(e => !(e.tagName === 'IMG' && (e.getAttribute('src') || '').startsWith('data:image/svg')))"
-            ".filter(e => { const f = e.closest('figure');"
-            "  const c = f ? f.querySelector('figcaption') : null;"
-            "  return !(c && c.textContent.trim().length > 20); })"
-            ".map(e => e.tagName + ' ' + (e.id || (e.getAttribute('src') || '').slice(0, 40)));")
-        if bare:
-            problems[str(page.relative_to(site))] = bare
+    problems = _page_problems(
+        site, driver,
+        "return Array.from(document.querySelectorAll('article img, article .plotly-graph-div'))"
+        ".filter(e => !(e.tagName === 'IMG' && (e.getAttribute('src') || '').startsWith('data:image/svg')))"
+        ".filter(e => { const f = e.closest('figure');"
+        "  const c = f ? f.querySelector('figcaption') : null;"
+        "  return !(c && c.textContent.trim().length > 20); })"
+        ".map(e => e.tagName + ' ' + (e.id || (e.getAttribute('src') || '').slice(0, 40)));")
     assert not problems, json.dumps(problems, indent=1)
     # chapter figures are numbered (smoke runs one task: every captioned figure keeps its label)
     for page in _chapter_pages(site):
