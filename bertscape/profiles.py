@@ -39,9 +39,7 @@ puts the book over the 30-minute goal), site 5 s.
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import json
 import math
 from dataclasses import dataclass, fields
@@ -50,7 +48,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from .errors import BertscapeError, bad_value, check_positive_int
-from .spec import SCHEDULES, RunSpec
+from .spec import SCHEDULES, FineTuning, RunSpec, field_help, redefault, setting
 
 __all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "DEFAULT_PROFILE", "get_profile", "from_params",
            "profile_table"]
@@ -59,133 +57,91 @@ _INITS = ("pretrained", "scratch")
 _PRECISIONS = ("auto", "fp32", "bf16")
 
 
-@dataclass(frozen=True)
-class Profile:
+@dataclass(frozen=True, kw_only=True)
+class Profile(FineTuning):
     """How big every experiment of the book is.  Frozen; change it with :meth:`replace`.
 
-    Each field is documented by the string literal under it (shown by :func:`profile_table`).
+    The fine-tuning fields (``n_train``, ``epochs``, ``batch_size``, ``device`` …) are those of
+    :class:`~bertscape.spec.FineTuning`, shared with :class:`~bertscape.spec.RunSpec` and copied into
+    every main-run spec; the rest size the analyses. Each field carries its help text in its metadata
+    (shown by :func:`profile_table`); construct by keyword.
     Grid ranges are in units of the direction vectors: α multiplies δ1 = θ1 − θ0, β multiplies the
     filter-normalised random direction δ2.  α = 0 is θ0 and α = 1 is θ1; both must fall on a grid
     point, which is checked.
     """
 
-    name: str
-    """Profile name (``smoke``, ``quick``, ``paper`` or a custom label)."""
-    description: str
-    """One line saying what the profile is for."""
+    name: str = setting(help="Profile name (``smoke``, ``quick``, ``paper`` or a custom label).")
+    description: str = setting(help="One line saying what the profile is for.")
 
     # ------------------------------------------------------------------ what to train
-    model: str
-    """``embedded`` (offline all-MiniLM-L6-v2), a hub id such as ``bert-base-uncased`` or a local folder."""
-    tasks: tuple[str, ...]
-    """Tasks every chapter runs, in order (see :data:`bertscape.data.TASKS`)."""
-    inits: tuple[str, ...] = _INITS
-    """Starting points compared: ``pretrained`` (PT) and/or ``scratch`` (RI)."""
-    seeds: tuple[int, ...] = (0,)
-    """Run seeds (model init, head, dropout, batch order); chapters average or overlay them."""
-    data_seed: int = 0
-    """Seed of the train/dev subsets; fixed so that PT and RI see the same examples."""
-    glue_dir: str | None = None
-    """Folder with GLUE in the original TSV layout; ``None``: ``$BERTSCAPE_GLUE_DIR`` or the hub."""
+    model: str = redefault(FineTuning, "model")  # no default: every profile names its model
+    tasks: tuple[str, ...] = setting(help="Tasks every chapter runs, in order (see :data:`bertscape.data.TASKS`).")
+    inits: tuple[str, ...] = setting(_INITS, "Starting points compared: ``pretrained`` (PT) and/or ``scratch`` (RI).")
+    seeds: tuple[int, ...] = setting((0,), """Run seeds (model init, head, dropout, batch order); chapters average
+        or overlay them.""")
 
     # ------------------------------------------------------------------ fine-tuning budget
-    n_train: int | None = 2000
-    """Training sentences per task (stratified subset); ``None`` = the whole training split."""
-    n_dev: int | None = 512
-    """Dev sentences per task for the reported metrics; ``None`` = the whole dev split."""
-    max_length: int = 64
-    """Truncation length in tokens."""
-    epochs: int = 3
-    """Epochs of the main fine-tuning runs."""
-    batch_size: int = 32
-    """Training batch size."""
-    group_by_length: bool = True
-    """Group training batches by sentence length (less padding, ~1.8x faster steps on ``movies``)."""
-    lr_pretrained: float = 5e-5
-    """Peak learning rate from pre-trained weights."""
-    lr_scratch: float = 1e-4
-    """Peak learning rate from random weights (needs a larger step to leave chance level)."""
-    warmup: float = 0.1
-    """Fraction of steps of linear warm-up (then linear decay to 0; the long run stays at the peak)."""
-    control_lrs: tuple[str, ...] = ("pretrained",)
-    """Matched-learning-rate controls: ``pretrained`` also trains RI at PT's peak rate, ``scratch``
-    also trains PT at RI's; the claims that depend on training are then decided under each matched
-    pairing too. Each adds one fine-tuning run (and its line searches, θ1 evaluation and Hessian) per
-    task and seed; ``()`` for none. The quick profile runs the first (about 3 minutes on 2 cores)."""
-    weight_decay: float = 0.01
-    """AdamW decoupled weight decay."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping norm."""
-    evals_per_epoch: int = 2
-    """Dev evaluations per epoch during training (for the training-curve plots)."""
-    n_checkpoints: int = 10
-    """Checkpoints kept along the trajectory (θ0 and θ1 included) for the projected path."""
-    device: str = "auto"
-    """``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``; used for training and landscapes."""
-    precision: str = "auto"
-    """Training precision: ``auto`` (bf16 autocast on GPU, fp32 on CPU), ``fp32`` or ``bf16``."""
+    lr_pretrained: float = setting(5e-5, "Peak learning rate from pre-trained weights.")
+    lr_scratch: float = setting(1e-4, """Peak learning rate from random weights (needs a larger step to leave
+        chance level).""")
+    control_lrs: tuple[str, ...] = setting(("pretrained",), """Matched-learning-rate controls: ``pretrained``
+        also trains RI at PT's peak rate, ``scratch`` also trains PT at RI's; the claims that depend on
+        training are then decided under each matched pairing too. Each adds one fine-tuning run (and its
+        line searches, θ1 evaluation and Hessian) per task and seed; ``()`` for none. The quick profile
+        runs the first (about 3 minutes on 2 cores).""")
+    evals_per_epoch: int = redefault(FineTuning, "evals_per_epoch", 2)
 
     # ------------------------------------------------------------------ long run (overfitting)
-    long_n_train: int | None = 500
-    """Training sentences of the long run that trains far past convergence (``None`` = all)."""
-    long_epochs: int = 12
-    """Epochs of the long run."""
-    long_schedule: str = "constant"
-    """Learning-rate schedule of the long run after its warm-up: ``constant`` (it keeps training far
-    past convergence instead of decaying to a standstill) or ``linear``."""
+    long_n_train: int | None = setting(500, """Training sentences of the long run that trains far past
+        convergence (``None`` = all).""")
+    long_epochs: int = setting(12, "Epochs of the long run.")
+    long_schedule: str = setting("constant", """Learning-rate schedule of the long run after its warm-up:
+        ``constant`` (it keeps training far past convergence instead of decaying to a standstill) or
+        ``linear``.""")
 
     # ------------------------------------------------------------------ 1D curves
-    curve_points: int = 41
-    """Points of the 1D curve f(α) = L(θ0 + α·δ1)."""
-    curve_range: tuple[float, float] = (-0.5, 1.5)
-    """α range of the 1D curve."""
-    curve_n_eval: int = 256
-    """Sentences (per split, train and dev) each curve point is evaluated on."""
-    curve_precision: str = "bf16"
-    """Precision of curve (and per-layer curve/restore) evaluations: bf16 autocast, ~2x faster on a
-    CPU with AMX for a loss change of ~1e-5; ``fp32`` for exact values, ``auto`` = bf16 on GPU only."""
-    layer_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
-    """α values of the per-layer curves (one layer moved along its own δ1 block, the others at θ1);
-    must hold 0 and 1, and 1 ± h for the finite-difference curvature at θ1."""
-    layer_hessian_steps: int = 4
-    """Lanczos steps of the per-layer Hessian top eigenvalue (one Hessian-vector product each, per layer group)."""
-    cka_tokens: int = 4096
-    """Token budget (seeded sample of dev tokens) of the per-layer CKA similarity."""
+    curve_points: int = setting(41, "Points of the 1D curve f(α) = L(θ0 + α·δ1).")
+    curve_range: tuple[float, float] = setting((-0.5, 1.5), "α range of the 1D curve.")
+    curve_n_eval: int = setting(256, "Sentences (per split, train and dev) each curve point is evaluated on.")
+    curve_precision: str = setting("bf16", """Precision of curve (and per-layer curve/restore) evaluations:
+        bf16 autocast, ~2x faster on a CPU with AMX for a loss change of ~1e-5; ``fp32`` for exact values,
+        ``auto`` = bf16 on GPU only.""")
+    layer_alphas: tuple[float, ...] = setting((0.0, 0.25, 0.5, 0.75, 1.0, 1.25), """α values of the per-layer
+        curves (one layer moved along its own δ1 block, the others at θ1); must hold 0 and 1, and 1 ± h for
+        the finite-difference curvature at θ1.""")
+    layer_hessian_steps: int = setting(4, """Lanczos steps of the per-layer Hessian top eigenvalue (one
+        Hessian-vector product each, per layer group).""")
+    cka_tokens: int = setting(4096, "Token budget (seeded sample of dev tokens) of the per-layer CKA similarity.")
 
     # ------------------------------------------------------------------ 2D surfaces
-    grid_points: tuple[int, int] = (9, 9)
-    """Grid resolution (points along α, points along β)."""
-    grid_alpha: tuple[float, float] = (-0.5, 1.5)
-    """α range of the 2D surface."""
-    grid_beta: tuple[float, float] = (-2.0, 2.0)
-    """β range of the 2D surface, in units of the run's own basin half-width along δ2: the distance
-    from θ1 at which the training loss has risen by ε (``scorecard.FLAT_EPS``), found by a line search
-    (the larger side). One rule for PT and RI, so the basin's edge lies inside every surface; a fixed
-    β range of ±1 showed only vertical bands (δ2 must move ~15–20× as far as δ1 before the loss rises)."""
-    grid_n_eval: int = 256
-    """Sentences (per split) each grid point is evaluated on."""
-    grid_precision: str = "bf16"
-    """Precision of grid evaluations (bf16 autocast is ~2.3× faster on a CPU with AMX; loss changes ~2e-5)."""
-    eval_batch_size: int = 64
-    """Batch size of landscape evaluations (64 was fastest on CPU)."""
+    grid_points: tuple[int, int] = setting((9, 9), "Grid resolution (points along α, points along β).")
+    grid_alpha: tuple[float, float] = setting((-0.5, 1.5), "α range of the 2D surface.")
+    grid_beta: tuple[float, float] = setting((-2.0, 2.0), """β range of the 2D surface, in units of the run's
+        own basin half-width along δ2: the distance from θ1 at which the training loss has risen by ε
+        (``scorecard.FLAT_EPS``), found by a line search (the larger side). One rule for PT and RI, so the
+        basin's edge lies inside every surface; a fixed β range of ±1 showed only vertical bands (δ2 must
+        move ~15–20× as far as δ1 before the loss rises).""")
+    grid_n_eval: int = setting(256, "Sentences (per split) each grid point is evaluated on.")
+    grid_precision: str = setting("bf16", """Precision of grid evaluations (bf16 autocast is ~2.3× faster on a
+        CPU with AMX; loss changes ~2e-5).""")
+    eval_batch_size: int = setting(64, "Batch size of landscape evaluations (64 was fastest on CPU).")
 
     # ------------------------------------------------------------------ linear mode connectivity
-    lmc_seeds: tuple[int, ...] = (0, 1, 2)
-    """Seeds of the main runs joined by straight segments in the connectivity chapter (every pair of
-    seeds of one starting point, and PT ↔ RI at the first seed); seeds not in ``seeds`` are trained
-    for that chapter alone. The quick profile joins two seeds (one segment per starting point: two
-    more fine-tuning runs, about 3 minutes on 2 cores); three give the full barrier matrix."""
-    segment_points: int = 11
-    """Points t ∈ [0, 1] of each segment (1 − t)·θ1ᵃ + t·θ1ᵇ (on ``grid_n_eval`` sentences per split,
-    in ``grid_precision``)."""
+    lmc_seeds: tuple[int, ...] = setting((0, 1, 2), """Seeds of the main runs joined by straight segments in
+        the connectivity chapter (every pair of seeds of one starting point, and PT ↔ RI at the first
+        seed); seeds not in ``seeds`` are trained for that chapter alone. The quick profile joins two seeds
+        (one segment per starting point: two more fine-tuning runs, about 3 minutes on 2 cores); three give
+        the full barrier matrix.""")
+    segment_points: int = setting(11, """Points t ∈ [0, 1] of each segment (1 − t)·θ1ᵃ + t·θ1ᵇ (on
+        ``grid_n_eval`` sentences per split, in ``grid_precision``).""")
 
     # ------------------------------------------------------------------ curvature
-    hessian_steps: int = 10
-    """Lanczos steps for the top eigenvalue, and Hutchinson probes for the trace (one Hessian-vector
-    product each). One product over 32 sentences of MiniLM takes ~2.5 s on an idle 2-core CPU (about
-    3.5x a forward and backward pass), hence the quick profile's 10 steps on 32 sentences."""
-    hessian_n_eval: int = 32
-    """Training sentences the Hessian is taken on (also for the per-layer curvature)."""
+    hessian_steps: int = setting(10, """Lanczos steps for the top eigenvalue, and Hutchinson probes for the
+        trace (one Hessian-vector product each). One product over 32 sentences of MiniLM takes ~2.5 s on an
+        idle 2-core CPU (about 3.5x a forward and backward pass), hence the quick profile's 10 steps on 32
+        sentences.""")
+    hessian_n_eval: int = setting(32, """Training sentences the Hessian is taken on (also for the per-layer
+        curvature).""")
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -285,12 +241,8 @@ class Profile:
             raise bad_value(unknown[0], kw[unknown[0]], "a RunSpec field: " + ", ".join(sorted(accepted)))
         if init not in _INITS:
             raise bad_value("init", init, _INITS)
-        base = dict(task=task, model=self.model, init=init, seed=seed, data_seed=self.data_seed,
-                    n_train=self.n_train, n_dev=self.n_dev, max_length=self.max_length, epochs=self.epochs,
-                    batch_size=self.batch_size, group_by_length=self.group_by_length, lr=self.lr(init), warmup=self.warmup,
-                    weight_decay=self.weight_decay, evals_per_epoch=self.evals_per_epoch,
-                    n_checkpoints=self.n_checkpoints, device=self.device, precision=self.precision,
-                    glue_dir=self.glue_dir, max_grad_norm=self.max_grad_norm)
+        base = {f.name: getattr(self, f.name) for f in fields(FineTuning)}
+        base.update(task=task, init=init, seed=seed, lr=self.lr(init))
         base.update(kw)
         return RunSpec(**base)
 
@@ -468,11 +420,13 @@ def _parse_text(param: str, value: Any, kind: type) -> Any:
 
 
 def profile_table(names: Sequence[str] = PROFILE_NAMES, fields_: Sequence[str] | None = None) -> "Any":
-    """A pandas DataFrame comparing profiles, one row per field, with the field's documentation."""
+    """A pandas DataFrame comparing profiles, one row per field, with the field's help text (its metadata)."""
     import pandas as pd  # only for this table: `import bertscape` loads this module, not pandas
 
-    docs = _field_docs()
-    wanted = list(fields_) if fields_ else [f.name for f in fields(Profile) if f.name not in ("name",)]
+    docs = field_help(Profile)
+    # the shared fine-tuning fields come first in fields(Profile) (base class); the description leads the table
+    wanted = list(fields_) if fields_ else [
+        "description", *(f.name for f in fields(Profile) if f.name not in ("name", "description"))]
     rows = []
     for f in wanted:
         row = {"field": f}
@@ -483,14 +437,3 @@ def profile_table(names: Sequence[str] = PROFILE_NAMES, fields_: Sequence[str] |
         rows.append(row)
     return pd.DataFrame(rows).set_index("field")
 
-
-def _field_docs() -> dict[str, str]:
-    """Field docstrings, read from this module's source (the string literal under each field)."""
-    tree = ast.parse(inspect.getsource(Profile))
-    out: dict[str, str] = {}
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    for a, b in zip(body, body[1:]):
-        if (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr)
-                and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)):
-            out[a.target.id] = " ".join(b.value.value.split())
-    return out

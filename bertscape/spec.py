@@ -1,9 +1,15 @@
-"""The frozen, validated description of a training run; its hash keys the cache."""
+"""The frozen, validated description of a training run; its hash keys the cache.
+
+Every field carries its help text in ``dataclasses.field(metadata={"help": ...})`` (read with
+:func:`field_help`), as HF ``TrainingArguments`` does. The fine-tuning fields a
+:class:`~bertscape.profiles.Profile` shares with a :class:`RunSpec` are declared once, in
+:class:`FineTuning`, the base of both.
+"""
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import cache, versions
@@ -19,60 +25,74 @@ DEFAULT_LR = {"pretrained": 5e-5, "scratch": 1e-4}
 SCHEDULES = ("linear", "constant")
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that determines a fine-tuning run.
+def setting(default: Any = dataclasses.MISSING, help: str = "") -> Any:  # noqa: A002
+    """A dataclass field with its help text in ``metadata["help"]`` (no ``default``: a required field)."""
+    return field(default=default, metadata={"help": " ".join(help.split())})
 
-    Attributes:
-        task: task name (``movies``, ``sst2``, ``mrpc`` …, see :data:`bertscape.data.TASKS`).
-        model: ``embedded`` (offline all-MiniLM-L6-v2), a hub id or a local folder.
-        init: ``pretrained`` (θ0 = pre-trained body + fresh head) or ``scratch`` (random body).
-        seed: seeds model init, head, dropout and batch order.
-        data_seed: seeds the training/dev subsets (kept apart from ``seed`` so runs compare on one set).
-        n_train, n_dev: subset sizes (``None`` = the whole split); stratified by label.
-        max_length: truncation length in tokens.
-        epochs, batch_size: the training budget.
-        group_by_length: group training batches by length as transformers' ``Trainer`` does
-            (length-sorted random mega-batches; batch order then shuffled), so a batch pads to
-            similar lengths: 1.8x fewer tokens an epoch on ``movies``. ``False``: uniform batches.
-        lr: peak learning rate; ``None`` picks :data:`DEFAULT_LR` for the init.
-        warmup: fraction of steps of linear warm-up.
-        schedule: after the warm-up, ``linear`` (decay to 0 at the last step, BERT's recipe) or
-            ``constant`` (stay at the peak: a run meant to train far past convergence must not
-            have its steps shrink to nothing).
-        weight_decay: AdamW decoupled weight decay (not on biases and LayerNorm).
-        evals_per_epoch: dev evaluations per epoch (1 = at each epoch's end).
-        n_checkpoints: trajectory checkpoints K, spread evenly over training, θ0 and θ1 included.
-        device: ``auto`` (CUDA if present), ``cpu`` or ``cuda[:N]``.
-        precision: ``auto`` (bf16 autocast on GPU, fp32 on CPU), ``fp32`` or ``bf16``.
-        glue_dir: GLUE folder for GLUE tasks (``None``: ``$BERTSCAPE_GLUE_DIR`` or the hub).
-        max_grad_norm: gradient clipping norm (BERT's 1.0).
-        metric: the task metric reported as "the" dev metric (``None``: the task's GLUE main
-            metric). Classification metrics (accuracy, f1, mcc) are refused for regression tasks.
-    """
 
-    task: str = "movies"
-    model: str = "embedded"
-    init: Literal["pretrained", "scratch"] = "pretrained"
-    seed: int = 0
-    data_seed: int = 0
-    n_train: int | None = 2000
-    n_dev: int | None = 512
-    max_length: int = 64
-    epochs: int = 3
-    batch_size: int = 32
-    group_by_length: bool = True
-    lr: float | None = None
-    warmup: float = 0.1
-    schedule: str = "linear"
-    weight_decay: float = 0.01
-    evals_per_epoch: int = 1
-    n_checkpoints: int = 10
-    device: str = "auto"
-    precision: str = "auto"
-    glue_dir: str | None = None
-    max_grad_norm: float = 1.0
-    metric: str | None = None
+def field_help(cls: Any) -> dict[str, str]:
+    """``{field name: help text}`` of a dataclass whose fields were declared with :func:`setting`."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+def redefault(cls: Any, name: str, default: Any = dataclasses.MISSING) -> Any:
+    """Field ``name`` of the dataclass ``cls`` with another default (or none), keeping its help:
+    a subclass that needs a different default redeclares the field with this."""
+    return setting(default, {f.name: f for f in dataclasses.fields(cls)}[name].metadata["help"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class FineTuning:
+    """The fine-tuning settings a :class:`RunSpec` and a :class:`~bertscape.profiles.Profile` share
+    (same names, same meaning; a profile's are copied into every main-run spec it builds).
+    Keyword-only, so that subclasses may add fields without defaults."""
+
+    model: str = setting("embedded", """``embedded`` (offline all-MiniLM-L6-v2), a hub id such as
+        ``bert-base-uncased`` or a local folder.""")
+    data_seed: int = setting(0, """Seed of the train/dev subsets, kept apart from the run seed so that runs
+        (PT and RI, every seed) see the same examples.""")
+    glue_dir: str | None = setting(None, """Folder with GLUE in the original TSV layout; ``None``:
+        ``$BERTSCAPE_GLUE_DIR`` or the hub.""")
+    n_train: int | None = setting(2000, """Training sentences per task (stratified by label); ``None`` = the
+        whole training split.""")
+    n_dev: int | None = setting(512, """Dev sentences per task for the reported metrics (stratified by label);
+        ``None`` = the whole dev split.""")
+    max_length: int = setting(64, "Truncation length in tokens.")
+    epochs: int = setting(3, "Epochs of the main fine-tuning runs.")
+    batch_size: int = setting(32, "Training batch size.")
+    group_by_length: bool = setting(True, """Group training batches by sentence length as transformers'
+        ``Trainer`` does (length-sorted random mega-batches, batch order then shuffled): less padding,
+        ~1.8x faster steps on ``movies``. ``False``: uniform random batches.""")
+    warmup: float = setting(0.1, """Fraction of steps of linear warm-up (then the schedule: linear decay to 0,
+        or constant for the long run).""")
+    weight_decay: float = setting(0.01, "AdamW decoupled weight decay (not on biases and LayerNorm).")
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm (BERT's 1.0).")
+    evals_per_epoch: int = setting(1, """Dev evaluations per epoch during training (1 = at each epoch's end;
+        for the training-curve plots).""")
+    n_checkpoints: int = setting(10, """Checkpoints K kept along the trajectory, spread evenly over training,
+        θ0 and θ1 included (for the projected path).""")
+    device: str = setting("auto", """``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``; used for training
+        and landscapes.""")
+    precision: str = setting("auto", """Training precision: ``auto`` (bf16 autocast on GPU, fp32 on CPU),
+        ``fp32`` or ``bf16``.""")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec(FineTuning):
+    """Everything that determines a fine-tuning run: the shared :class:`FineTuning` settings plus
+    the task, starting point, seed, learning rate, schedule and metric. Each field's help is in its
+    metadata (:func:`field_help`); construct by keyword."""
+
+    task: str = setting("movies", "Task name (``movies``, ``sst2``, ``mrpc`` …, see :data:`bertscape.data.TASKS`).")
+    init: Literal["pretrained", "scratch"] = setting("pretrained", """``pretrained`` (θ0 = pre-trained body +
+        fresh head) or ``scratch`` (random body).""")
+    seed: int = setting(0, "Seeds model init, head, dropout and batch order.")
+    lr: float | None = setting(None, "Peak learning rate; ``None`` picks :data:`DEFAULT_LR` for the init.")
+    schedule: str = setting("linear", """After the warm-up, ``linear`` (decay to 0 at the last step, BERT's
+        recipe) or ``constant`` (stay at the peak: a run meant to train far past convergence must not have
+        its steps shrink to nothing).""")
+    metric: str | None = setting(None, """The task metric reported as "the" dev metric (``None``: the task's
+        GLUE main metric). Classification metrics (accuracy, f1, mcc) are refused for regression tasks.""")
 
     def __post_init__(self) -> None:
         t = get_task(self.task)
