@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     scale512 = 512 / args.n
     if args.full:
         t = time.perf_counter()
-        L.curve_1d(model, theta0, d1, L.DEFAULT_ALPHAS_1D, {"train": es}, precision=args.precision, progress=True)
+        L.curve_1d(model, theta0, d1, np.round(np.linspace(-0.5, 1.5, 41), 10), {"train": es}, precision=args.precision, progress=True)
         curve_s = time.perf_counter() - t
         d2 = D.orthogonalise(D.random_direction(d1, seed=2), d1)
         t = time.perf_counter()

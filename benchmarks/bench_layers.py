@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/bench_layers.py                 # the quick pre-trained run (trained first if not cached)
     .venv/bin/python benchmarks/bench_layers.py --init scratch  # the same for the from-scratch run
-    .venv/bin/python benchmarks/bench_layers.py --settings defaults  # analyze_run's own (heavier) defaults
+    .venv/bin/python benchmarks/bench_layers.py --settings defaults  # analyze_run's own defaults
 
 Settings ``quick`` (the default) are the quick profile's layer settings (α grid, bf16 evaluations,
 per-layer Hessian on ``hessian_n_eval`` sentences with ``layer_hessian_steps`` Lanczos steps, CKA
 token budget) on 512 training and all 512 dev sentences of the run; ``defaults`` are
-:func:`bertscape.layers.analyze_run`'s defaults (fp32 on CPU, 64-sentence Hessian, 8 steps).
+:func:`bertscape.layers.analyze_run`'s defaults: the default profile's sizes too (``curve_n_eval``
+training and dev sentences, 32-sentence Hessian, 4 steps), but ``precision="auto"`` (fp32 on CPU).
+Before issue 12 they were heavier (512 sentences, 64-sentence Hessian, 8 steps: RESULTS.md).
 Measures run one after another in this process; the table gives each one's time and the peak
 resident memory reached by the end of it.
 
@@ -100,14 +102,14 @@ def main() -> None:
 
     if args.settings == "quick":
         kw = dict(n_train_eval=512, n_dev_eval=512, alphas=quick.layer_alphas, precision=quick.curve_precision,
-                  n_hessian=quick.hessian_n_eval, hessian_iters=quick.layer_hessian_steps, cka_tokens=quick.cka_tokens)
+                  n_hessian=quick.hessian_n_eval, lanczos_steps=quick.layer_hessian_steps, cka_tokens=quick.cka_tokens)
     else:
         kw = {}
     import inspect
 
     sig = inspect.signature(LY.analyze_run).parameters
     used = {k: kw.get(k, sig[k].default) for k in ("n_train_eval", "n_dev_eval", "alphas", "views", "orders",
-                                                    "precision", "n_hessian", "hessian_iters",
+                                                    "precision", "n_hessian", "lanczos_steps",
                                                     "cka_tokens")}
     rss_after, seconds = {}, {}
     t = time.perf_counter()

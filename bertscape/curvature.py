@@ -26,10 +26,12 @@ from tqdm.auto import tqdm
 from .directions import resolve_names
 from .errors import bad_value, check_positive_int
 from .evaluate import EvalSet, forward_logits, loss_fn
+from .profiles import DEFAULT_PROFILE, get_profile
 from .progress import progress_enabled
 
-#: Default number of Lanczos steps (capped at the number of parameters).
-DEFAULT_LANCZOS_STEPS = 30
+#: Default number of Lanczos steps, ``lanczos_steps`` (at least 2k, capped at the number of
+#: parameters): the default profile's :attr:`~bertscape.profiles.Profile.hessian_steps`.
+DEFAULT_LANCZOS_STEPS = get_profile(DEFAULT_PROFILE).hessian_steps
 #: Up to this many parameters the Lanczos vectors are kept in float64 (the Hessian-vector
 #: products stay fp32); above it in fp32 to halve the memory of the Krylov basis.
 FLOAT64_LIMIT = 5_000_000
@@ -80,24 +82,26 @@ def _in_float64(op):
 
 
 def hessian_top_eigenvalues(model: torch.nn.Module, evalset: EvalSet, k: int = 1,
-                            names: str | Sequence[str] | None = None, max_iter: int | None = None, seed: int = 0,
+                            names: str | Sequence[str] | None = None, lanczos_steps: int | None = None,
+                            seed: int = 0,
                             max_batches: int | None = None,
                             return_residuals: bool = False) -> list[float] | tuple[list[float], list[float]]:
     """The ``k`` largest (algebraic) eigenvalues of the loss Hessian, largest first (Lanczos with
-    full re-orthogonalisation; ``max_iter`` steps, default ``max(2k, 30)`` capped at the number
-    of parameters; more steps = more accurate, each costs one Hessian-vector product over the set).
+    full re-orthogonalisation; ``lanczos_steps`` steps, default ``max(2k,`` :data:`DEFAULT_LANCZOS_STEPS`\ ``)``
+    capped at the number of parameters; more steps = more accurate, each costs one Hessian-vector
+    product over the set).
 
     With ``return_residuals`` also the Ritz residual norms ‖H·v − λ·v‖ of the same eigenpairs (the
     library's estimate |β_m·s_m,i|): some true eigenvalue lies within that distance of each estimate,
-    so it is the estimate's uncertainty from stopping after ``max_iter`` steps."""
+    so it is the estimate's uncertainty from stopping after ``lanczos_steps`` steps."""
     check_positive_int("k", k)
     with second_order_mode(model):
         op = hessian_operator(model, evalset, names, max_batches)
         if k > op.size:
             raise bad_value("k", k, f"at most the number of selected parameters ({op.size})")
-        steps = min(op.size, max_iter if max_iter is not None else max(2 * k, DEFAULT_LANCZOS_STEPS))
+        steps = _lanczos_steps(op.size, lanczos_steps, k)
         if steps < k:
-            raise bad_value("max_iter", max_iter, f"at least k={k}")
+            raise bad_value("lanczos_steps", lanczos_steps, f"at least k={k}")
         res = lanczos(_in_float64(op), k=k, max_iter=steps, which="LA", seed=seed, reorthogonalize=True)
     pairs = sorted(zip((float(v) for v in res.eigenvalues), (float(r) for r in res.residuals)), reverse=True)
     vals = [v for v, _ in pairs]
@@ -128,7 +132,7 @@ def hessian_trace(model: torch.nn.Module, evalset: EvalSet, n_samples: int = 50,
 
 def curvature_by_group(model: torch.nn.Module, evalset: EvalSet,
                        groups: Mapping[str, str | Sequence[str]] | None = None, k: int = 1,
-                       n_samples: int = 20, max_iter: int | None = None, seed: int = 0,
+                       n_samples: int = 20, lanczos_steps: int | None = None, seed: int = 0,
                        max_batches: int | None = None, trace: bool = True, progress: bool | None = None,
                        desc: str = "curvature by group") -> pd.DataFrame:
     """Top eigenvalue(s) and trace of the Hessian restricted to each parameter group (the library's
@@ -138,7 +142,7 @@ def curvature_by_group(model: torch.nn.Module, evalset: EvalSet,
         groups: ``{label: selection}`` with selections as in
             :func:`~bertscape.directions.select_names` (``"all"``, ``"encoder"``, ``"embeddings"``,
             ``"head"``, a list of regexes or of exact names). Default: all, embeddings, encoder, head.
-        k, max_iter: Lanczos settings (see :func:`hessian_top_eigenvalues`).
+        k, lanczos_steps: Lanczos settings (see :func:`hessian_top_eigenvalues`).
         n_samples: Hutchinson probes for the trace.
         trace: ``False`` skips the trace (its columns are NaN): the top eigenvalue alone.
         progress, desc: a progress bar over the groups.
@@ -153,7 +157,7 @@ def curvature_by_group(model: torch.nn.Module, evalset: EvalSet,
     for label, sel in tqdm(groups.items(), desc=desc, disable=not progress_enabled(progress), leave=False):
         names = resolve_names([n for n, p in params.items() if p.requires_grad], sel)
         n_params = int(sum(params[n].numel() for n in names))
-        steps = min(n_params, max_iter if max_iter is not None else max(2 * k, DEFAULT_LANCZOS_STEPS))
+        steps = _lanczos_steps(n_params, lanczos_steps, k)
         eig, res = hessian_top_eigenvalues(model, evalset, k, names, steps, seed, max_batches, return_residuals=True)
         tr, se = (hessian_trace(model, evalset, n_samples, names, seed, "hutchinson", max_batches, return_stderr=True)
                   if trace else (float("nan"), float("nan")))
@@ -161,6 +165,11 @@ def curvature_by_group(model: torch.nn.Module, evalset: EvalSet,
                      "eigenvalues": eig, "iterations": steps, "converged": steps >= n_params,
                      "trace": tr, "trace_stderr": se, "trace_per_param": tr / n_params})
     return pd.DataFrame(rows)
+
+
+def _lanczos_steps(n_params: int, lanczos_steps: int | None, k: int) -> int:
+    """The Lanczos steps taken: ``lanczos_steps`` (default ``max(2k, DEFAULT_LANCZOS_STEPS)``), at most ``n_params``."""
+    return min(n_params, lanczos_steps if lanczos_steps is not None else max(2 * k, DEFAULT_LANCZOS_STEPS))
 
 
 def dense_hessian(model: torch.nn.Module, evalset: EvalSet, names: str | Sequence[str] | None = None) -> np.ndarray:

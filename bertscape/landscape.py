@@ -46,16 +46,24 @@ from .errors import BertscapeError, bad_value
 from .evaluate import EvalSet, check_evalsets, evaluate, evaluate_sets, prepare_eval
 from .flatness import grid_axis
 from .models import autocast_dtype, load_state, resolve_device, trainable_state
+from .profiles import DEFAULT_PROFILE, get_profile
 from .progress import progress_enabled
 from .train import run_data
 
-#: Default α grid of a 1D curve: [−0.5, 1.5] in 41 points (θ0 at α = 0, θ1 at α = 1).
-DEFAULT_ALPHAS_1D = np.round(np.linspace(-0.5, 1.5, 41), 10)
-#: Default α and β grids of a θ0-centred surface (21 × 21; θ1 at (1, 0)).
-DEFAULT_ALPHAS_2D = np.round(np.linspace(-0.5, 1.5, 21), 10)
-DEFAULT_BETAS_2D = np.round(np.linspace(-1.0, 1.0, 21), 10)
-#: Default grid of a θ1-centred surface (θ1 at (0, 0)).
-DEFAULT_AB_THETA1 = np.round(np.linspace(-1.0, 1.0, 21), 10)
+#: The default profile, where the defaults below come from (sizes and grids agree with the book's).
+_DEFAULTS = get_profile(DEFAULT_PROFILE)
+#: Default α grid of a 1D curve: the default profile's ``curve_range`` in ``curve_points`` points
+#: ([−0.5, 1.5] in 21; θ0 at α = 0, θ1 at α = 1).
+DEFAULT_ALPHAS_1D = np.asarray(_DEFAULTS.curve_axis())
+#: Default α and β grids of a θ0-centred surface (θ1 at (1, 0)): the default profile's
+#: ``grid_alpha`` and ``grid_points`` (9 × 9); β on [−1, 1] in units of δ2 (the profile's β range
+#: is in basin half-widths, which only a line search on a run gives: see ``study``).
+DEFAULT_ALPHAS_2D = np.asarray(_DEFAULTS.grid_axes()[0])
+DEFAULT_BETAS_2D = np.round(np.linspace(-1.0, 1.0, _DEFAULTS.grid_points[1]), 10)
+#: Default grid of a θ1-centred surface (θ1 at (0, 0)): [−1, 1] in the profile's point count.
+DEFAULT_AB_THETA1 = np.round(np.linspace(-1.0, 1.0, _DEFAULTS.grid_points[0]), 10)
+#: Default evaluation sizes of the run-level curves and surfaces (the profile's).
+DEFAULT_CURVE_N_EVAL, DEFAULT_GRID_N_EVAL = _DEFAULTS.curve_n_eval, _DEFAULTS.grid_n_eval
 CENTRES = ("theta0", "theta1")
 D2_KINDS = ("random", "pca")
 
@@ -375,7 +383,7 @@ _SAME = object()
 
 
 def eval_sets_for_run(run: Any, n_eval: int | None = 512, seed: int = 0, device: str | torch.device = "cpu",
-                      batch_size: int = 64, *, n_dev: Any = _SAME,
+                      batch_size: int = _DEFAULTS.eval_batch_size, *, n_dev: Any = _SAME,
                       splits: Sequence[str] = ("train", "dev")) -> dict[str, EvalSet]:
     """The evaluation sets of a run, built the same way for every stage (grids, line searches,
     θ1 evaluations, Hessians, layer analyses): seeded subsets (stratified for classification) of
@@ -476,14 +484,15 @@ def pca_plane(run: Any, params: str | Sequence[str] = "all", origin: str = "thet
     return {"d1": pc1, "d2": pc2, "d1_hash": h1, "d2_hash": h2, "explained_variance_ratio": list(map(float, evr))}
 
 
-def run_curve(run: Any, alphas: Any = None, n_eval: int | None = 512, eval_seed: int = 0,
+def run_curve(run: Any, alphas: Any = None, n_eval: int | None = DEFAULT_CURVE_N_EVAL, eval_seed: int = 0,
               params: str | Sequence[str] = "all", precision: str = "auto", device: str = "auto",
-              progress: bool | None = None, eval_batch_size: int = 64, **kwargs: Any) -> xr.Dataset:
+              progress: bool | None = None, eval_batch_size: int = _DEFAULTS.eval_batch_size,
+              **kwargs: Any) -> xr.Dataset:
     """The paper's 1D curve of a run: f(α) = L(θ0 + α·δ1) on train and dev subsets (cached).
 
     Args:
         run: a :class:`~bertscape.train.RunResult`.
-        alphas: α grid (default [−0.5, 1.5] in 41 points).
+        alphas: α grid (default :data:`DEFAULT_ALPHAS_1D`).
         n_eval, eval_seed: size and seed of the evaluation subsets (:func:`eval_sets_for_run`).
         params: which parameters move (:func:`~bertscape.directions.select_names`); the rest stay at θ0.
         precision, device, progress: as in :func:`evaluate_grid`.
@@ -507,14 +516,15 @@ def run_curve(run: Any, alphas: Any = None, n_eval: int | None = 512, eval_seed:
 
 def run_surface(run: Any, alphas: Any = None, betas: Any = None, centre: str = "theta0", d2: str = "random",
                 seed: int = 0, policy: str = "filter", bias_policy: str = "whole",
-                params: str | Sequence[str] = "all", n_eval: int | None = 512, eval_seed: int = 0,
+                params: str | Sequence[str] = "all", n_eval: int | None = DEFAULT_GRID_N_EVAL, eval_seed: int = 0,
                 precision: str = "auto", device: str = "auto", progress: bool | None = None,
-                orthogonal: bool = True, eval_batch_size: int = 64, splits: Sequence[str] = ("train", "dev"),
+                orthogonal: bool = True, eval_batch_size: int = _DEFAULTS.eval_batch_size, splits: Sequence[str] = ("train", "dev"),
                 **kwargs: Any) -> xr.Dataset:
     """The paper's 2D surface of a run, cached: f(α, β) = L(origin + α·δ1 + β·δ2).
 
     ``centre="theta0"``: origin θ0, θ1 at (1, 0) (default grid α ∈ [−0.5, 1.5], β ∈ [−1, 1],
-    21 × 21); ``centre="theta1"``: origin θ1, θ1 at (0, 0) (default [−1, 1]², 21 × 21).
+    9 × 9: :data:`DEFAULT_ALPHAS_2D`, :data:`DEFAULT_BETAS_2D`); ``centre="theta1"``: origin θ1,
+    θ1 at (0, 0) (default [−1, 1]², 9 × 9: :data:`DEFAULT_AB_THETA1`).
     δ2 as in :func:`run_directions` (random filter-normalised by default, orthogonalised
     against δ1). Training and dev loss, error and metrics on the same grid (``splits``: which of
     the two to evaluate). ``kwargs`` go to :func:`evaluate_grid` (``shard``, ``max_points``,
@@ -551,22 +561,27 @@ def run_surface(run: Any, alphas: Any = None, betas: Any = None, centre: str = "
 _SEGMENT_FIELDS = ("task", "model", "data_seed", "n_train", "n_dev", "max_length", "glue_dir")
 
 
-def run_segment(run_a: Any, run_b: Any, ts: Any = None, n_eval: int | None = 512, eval_seed: int = 0,
+def _linspace01(n: int) -> list[float]:
+    """``n`` points evenly spaced on [0, 1], rounded to 10 decimals."""
+    return [round(i / (n - 1), 10) for i in range(n)]
+
+
+def run_segment(run_a: Any, run_b: Any, ts: Any = None, n_eval: int | None = DEFAULT_GRID_N_EVAL, eval_seed: int = 0,
                 precision: str = "auto", device: str = "auto", progress: bool | None = None,
-                eval_batch_size: int = 64, per_sample: bool = False, **kwargs: Any) -> xr.Dataset:
+                eval_batch_size: int = _DEFAULTS.eval_batch_size, per_sample: bool = False, **kwargs: Any) -> xr.Dataset:
     """The loss on the straight segment between two runs' end points, cached:
     f(t) = L((1 − t)·θ1ᵃ + t·θ1ᵇ), so t = 0 is run a's θ1 and t = 1 is run b's.
 
     The two runs must be of the same task, model and data subsets (any init, seed or learning
     rate); the evaluation sets are run a's (:func:`eval_sets_for_run`), which are run b's too.
-    ``ts`` defaults to 11 points on [0, 1]; ``kwargs`` go to :func:`evaluate_grid`. Returns a
+    ``ts`` defaults to the default profile's ``segment_points`` (11) on [0, 1]; ``kwargs`` go to :func:`evaluate_grid`. Returns a
     curve Dataset with dim ``alpha`` (= t) and attrs ``run_key``, ``run_b_key``.
     """
     sa, sb = run_a.spec, run_b.spec
     diff = [f for f in _SEGMENT_FIELDS if getattr(sa, f) != getattr(sb, f)]
     if diff:
         raise bad_value("run_b", sb.label(), f"a run with run_a's {', '.join(diff)} (a segment joins runs of one task and data)")
-    ts = [round(i / 10, 10) for i in range(11)] if ts is None else ts
+    ts = _linspace01(_DEFAULTS.segment_points) if ts is None else ts
     dev = _device(device)
     theta_a = run_a.theta1()
     direction = sub(run_b.theta1(), theta_a)

@@ -46,14 +46,18 @@ from .errors import BertscapeError, bad_value, check_positive_int
 from .landscape import curve_1d, eval_sets_for_run
 from .evaluate import EvalSet, check_evalsets, evaluate_sets, prepare_eval
 from .models import autocast_dtype, load_state, resolve_device
+from .profiles import DEFAULT_PROFILE, get_profile
 from .progress import progress_enabled
+
+#: The default profile: :func:`analyze_run`'s defaults are its layer settings (one place for defaults).
+_DEFAULTS = get_profile(DEFAULT_PROFILE)
 
 #: α values of the per-layer curves. α = 0 is the layer at θ0, α = 1 at θ1. The points 0.75 and
 #: 1.25 give a symmetric finite difference (h = 0.25) for the curvature at α = 1; h = 0.25 rather
 #: than smaller keeps the bf16 evaluation noise (~2e-5 in the loss) far below the signal
 #: (noise/h² ≈ 3e-4). Six points per group keep the quick-profile analysis within its 5-minute
-#: CPU budget (see benchmarks/bench_layers.py).
-DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
+#: CPU budget (see benchmarks/bench_layers.py). The default profile's ``layer_alphas``.
+DEFAULT_ALPHAS: tuple[float, ...] = _DEFAULTS.layer_alphas
 
 #: Restore orders accepted by :func:`restore_layers`.
 RESTORE_ORDERS = ("bottom-up", "top-down", "groups")
@@ -470,14 +474,14 @@ def restore_layers(model: torch.nn.Module, theta0: ParamDict, theta1: ParamDict,
 # ----------------------------------------------------------------------------- per-layer curvature
 
 def layer_curvature(model: torch.nn.Module, data: EvalSet, groups: Sequence[str] | None = None,
-                    layers: LayerMap | None = None, iters: int = 8, seed: int = 0,
+                    layers: LayerMap | None = None, lanczos_steps: int = _DEFAULTS.layer_hessian_steps, seed: int = 0,
                     progress: bool | None = None) -> pd.DataFrame:
     """Top Hessian eigenvalue of the loss restricted to each group's parameters (the diagonal
     block H_ll = ∂²L/∂θ_l²), at the model's current parameters.
 
     This is :func:`bertscape.curvature.curvature_by_group` with one group per layer: the library's
     Hessian operator with a parameter filter and its Lanczos iteration (hessian-eigenthings'
-    per-layer recipe), ``iters`` steps per group (one Hessian-vector product each), no trace.
+    per-layer recipe), ``lanczos_steps`` steps per group (one Hessian-vector product each), no trace.
 
     Args:
         model: the model at the point of interest (θ1 usually); its parameters are not changed.
@@ -485,8 +489,9 @@ def layer_curvature(model: torch.nn.Module, data: EvalSet, groups: Sequence[str]
             eigenvalue; cost grows linearly with the set).
         groups: groups to measure (default: all).
         layers: the model's :class:`LayerMap` (discovered from the model when omitted).
-        iters: Lanczos steps per group (capped at the group's parameter count, where the Krylov
-            space is exhausted and the eigenvalue exact).
+        lanczos_steps: Lanczos steps per group (capped at the group's parameter count, where the
+            Krylov space is exhausted and the eigenvalue exact); default: the default profile's
+            ``layer_hessian_steps``.
         seed: seeds the Lanczos start vectors.
 
     Returns:
@@ -494,12 +499,13 @@ def layer_curvature(model: torch.nn.Module, data: EvalSet, groups: Sequence[str]
         algebraic), ``residual`` (the Ritz residual: a true eigenvalue lies within it),
         ``iterations``, ``converged`` (the Krylov space was exhausted).
     """
-    check_positive_int("iters", iters)
+    check_positive_int("lanczos_steps", lanczos_steps)
     if not isinstance(data, EvalSet):
         raise bad_value("data", type(data).__name__, "an EvalSet")
     layers = layers if layers is not None else discover_layers(model)
     groups = _check_groups(groups, layers)
-    df = curvature_by_group(model, data, {g: layers.names_of(g) for g in groups}, k=1, max_iter=iters, seed=seed,
+    df = curvature_by_group(model, data, {g: layers.names_of(g) for g in groups}, k=1, lanczos_steps=lanczos_steps,
+                            seed=seed,
                             trace=False, progress=progress, desc="layer curvature")
     df = df.set_index("group").rename_axis("group")
     df.insert(0, "layer_index", [layers.layer_index(g) for g in groups])
@@ -701,22 +707,25 @@ def _run_evalsets(run, n_train_eval: int | None, n_dev_eval: int | None, seed: i
     return sets, eval_sets_for_run(run, n_hessian, seed, device, splits=("train",))["train"]
 
 
-def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | None = 512,
-                n_dev_eval: int | None = 512, alphas: Sequence[float] = DEFAULT_ALPHAS,
+def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | None = _DEFAULTS.curve_n_eval,
+                n_dev_eval: int | None = _DEFAULTS.curve_n_eval, alphas: Sequence[float] = DEFAULT_ALPHAS,
                 views: Sequence[str] = ("theta1",), orders: Sequence[str] = RESTORE_ORDERS,
-                n_hessian: int = 64, hessian_iters: int = 8,
-                cka_tokens: int = 4096, seed: int = 0, curve_sets: Sequence[str] = ("train", "dev"),
+                n_hessian: int = _DEFAULTS.hessian_n_eval, lanczos_steps: int = _DEFAULTS.layer_hessian_steps,
+                cka_tokens: int = _DEFAULTS.cka_tokens, seed: int = 0, curve_sets: Sequence[str] = ("train", "dev"),
                 precision: str = "auto", device: str = "auto", progress: bool | None = None,
                 force: bool = False) -> LayerReport:
     """All layer measures of a finished run, each cached in ``<cache>/layers``.
+
+    Every size left out is the default profile's (``curve_n_eval``, ``layer_alphas``,
+    ``hessian_n_eval``, ``layer_hessian_steps``, ``cka_tokens``), the values the book passes.
 
     Args:
         run: a :class:`~bertscape.train.RunResult` (pre-trained or from scratch: the same
             measures give the contrast).
         measures: which of ``change``, ``curves``, ``restore``, ``curvature``, ``cka``.
         n_train_eval: training sentences (seeded, stratified subset) on which the training loss
-            of curves and restores is measured; ``None`` = the whole training subset. 512 matches
-            the quick profile's dev set and costs ~1.2 s an evaluation on 2 CPU cores.
+            of curves and restores is measured; ``None`` = the whole training subset. 512
+            sentences cost ~1.2 s an evaluation on 2 CPU cores.
         n_dev_eval: dev sentences (``None`` or more than the run has = all of the run's dev set).
         alphas: α grid of the per-layer curves (see :data:`DEFAULT_ALPHAS`).
         views: ``theta1`` (others at θ1, the default) and/or ``theta0`` (others at θ0). The default
@@ -730,7 +739,7 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
             (measured ≈ 5–8× one evaluation of the same sentences); 64 sentences × 8 steps × 9
             groups took 126 s for MiniLM on 2 idle CPU cores and raised the peak memory to 3.45 GB;
             the quick profile uses 32 sentences × 4 steps (34 s, 2.3 GB; benchmarks/RESULTS.md).
-        hessian_iters: Lanczos steps per group (see :func:`layer_curvature`; Lanczos settles in
+        lanczos_steps: Lanczos steps per group (see :func:`layer_curvature`; Lanczos settles in
             far fewer steps than the power iteration an earlier version also offered: after 2 power
             steps its estimates still moved by ~100 % on the quick run).
         cka_tokens: token budget of :func:`layer_cka`.
@@ -749,16 +758,16 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
         grid recomputes only the curves.
     """
     measures, views, a = _check_analysis(measures, views, alphas, orders, curve_sets, precision, n_train_eval,
-                                         n_dev_eval, n_hessian, hessian_iters, cka_tokens)
+                                         n_dev_eval, n_hessian, lanczos_steps, cka_tokens)
     dev = resolve_device(device)
     prec = ("bf16" if dev.type == "cuda" else "fp32") if precision == "auto" else precision
     keys = _measure_keys(run, a, views, orders, curve_sets, prec, n_train_eval, n_dev_eval, seed, n_hessian,
-                         hessian_iters, cka_tokens)
+                         lanczos_steps, cka_tokens)
     folder = cache.subdir("layers")
     paths = {m: folder / f"{run.spec.key()}-{m}-{cache.stable_hash(keys[m])}.{'nc' if m == 'curves' else 'json'}"
              for m in measures}
     job = _LayerJob(run, dev, run.theta0(), run.theta1(), prec, progress, seed, n_train_eval, n_dev_eval,
-                    n_hessian, hessian_iters, cka_tokens, list(orders), list(views), a, list(curve_sets))
+                    n_hessian, lanczos_steps, cka_tokens, list(orders), list(views), a, list(curve_sets))
     report = LayerReport(run.spec.key(), run.spec.label(), job.layers.table(),
                          params={"measures": list(measures), **{k: v for k, v in keys.items() if k in measures}})
     for m in measures:
@@ -776,7 +785,7 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
 
 def _check_analysis(measures: Sequence[str] | str, views: Sequence[str] | str, alphas: Sequence[float],
                     orders: Sequence[str], curve_sets: Sequence[str], precision: str, n_train_eval: int | None,
-                    n_dev_eval: int | None, n_hessian: int, hessian_iters: int,
+                    n_dev_eval: int | None, n_hessian: int, lanczos_steps: int,
                     cka_tokens: int) -> tuple[list[str], list[str], list[float]]:
     """:func:`analyze_run`'s arguments checked: ``(measures, views, alphas)`` as lists."""
     if isinstance(measures, str):
@@ -792,7 +801,7 @@ def _check_analysis(measures: Sequence[str] | str, views: Sequence[str] | str, a
         if v is not None:
             check_positive_int(name, v)
     check_positive_int("n_hessian", n_hessian)
-    check_positive_int("hessian_iters", hessian_iters)
+    check_positive_int("lanczos_steps", lanczos_steps)
     check_positive_int("cka_tokens", cka_tokens)
     if isinstance(curve_sets, str) or not curve_sets or any(x not in ("train", "dev") for x in curve_sets):
         raise bad_value("curve_sets", curve_sets, "a non-empty list from ('train', 'dev')")
@@ -805,7 +814,7 @@ def _check_analysis(measures: Sequence[str] | str, views: Sequence[str] | str, a
 
 def _measure_keys(run, alphas: list[float], views: Sequence[str], orders: Sequence[str], curve_sets: Sequence[str],
                   prec: str, n_train_eval: int | None, n_dev_eval: int | None, seed: int, n_hessian: int,
-                  hessian_iters: int, cka_tokens: int) -> dict[str, dict[str, Any]]:
+                  lanczos_steps: int, cka_tokens: int) -> dict[str, dict[str, Any]]:
     """Per measure, what its cached result depends on (hashed into its file name)."""
     base = {"run": run.spec.key(), "code": versions.version("layers")}
     evalkey = {"n_train_eval": n_train_eval, "n_dev_eval": n_dev_eval, "seed": seed}
@@ -815,7 +824,7 @@ def _measure_keys(run, alphas: list[float], views: Sequence[str], orders: Sequen
                    "sets": list(curve_sets)},
         "restore": {**base, **evalkey, "orders": list(orders), "precision": prec},
         "curvature": {**base, "n_train_eval": n_train_eval, "seed": seed, "n_hessian": n_hessian,
-                      "iters": hessian_iters, "method": "lanczos"},
+                      "iters": lanczos_steps, "method": "lanczos"},  # "iters": the cached files' key
         "cka": {**base, "n_dev_eval": n_dev_eval, "seed": seed, "tokens": cka_tokens},
     }
 
@@ -826,12 +835,12 @@ class _LayerJob:
 
     def __init__(self, run, dev: torch.device, theta0: ParamDict, theta1: ParamDict, prec: str,
                  progress: bool | None, seed: int, n_train_eval: int | None, n_dev_eval: int | None, n_hessian: int,
-                 hessian_iters: int, cka_tokens: int, orders: list[str], views: list[str], alphas: list[float],
+                 lanczos_steps: int, cka_tokens: int, orders: list[str], views: list[str], alphas: list[float],
                  curve_sets: list[str]) -> None:
         self.run, self.dev, self.theta0, self.theta1 = run, dev, theta0, theta1
         self.prec, self.progress, self.seed = prec, progress, seed
         self.n_train_eval, self.n_dev_eval, self.n_hessian = n_train_eval, n_dev_eval, n_hessian
-        self.hessian_iters, self.cka_tokens, self.orders = hessian_iters, cka_tokens, orders
+        self.lanczos_steps, self.cka_tokens, self.orders = lanczos_steps, cka_tokens, orders
         self.views, self.alphas, self.curve_sets = views, alphas, curve_sets
         self.layers = discover_layers(theta0)
         self._model: torch.nn.Module | None = None
@@ -868,7 +877,7 @@ def _curvature_tables(job: _LayerJob) -> dict[str, pd.DataFrame]:
     hs = job.hessian_set()
     mdl = job.model()
     load_state(mdl, job.theta1)
-    return {"curvature": layer_curvature(mdl, hs, layers=job.layers, iters=job.hessian_iters, seed=job.seed,
+    return {"curvature": layer_curvature(mdl, hs, layers=job.layers, lanczos_steps=job.lanczos_steps, seed=job.seed,
                                          progress=job.progress)}
 
 

@@ -338,7 +338,7 @@ def curvature_numbers(P: Profile, task: str, seed: int = 0, pairing: str = PROFI
             device = _device(P)
             sets = landscape.eval_sets_for_run(run, P.hessian_n_eval, seed, device=device, splits=("train",))
             model = run.model("theta1", device=str(device))
-            top, resid = curvature.hessian_top_eigenvalues(model, sets["train"], k=1, max_iter=P.hessian_steps,
+            top, resid = curvature.hessian_top_eigenvalues(model, sets["train"], k=1, lanczos_steps=P.hessian_steps,
                                                            seed=seed, return_residuals=True)
             tr, se = curvature.hessian_trace(model, sets["train"], n_samples=P.hessian_steps, seed=seed,
                                              return_stderr=True)
@@ -358,7 +358,8 @@ def layer_reports(P: Profile, task: str, seed: int = 0) -> dict[str, layers.Laye
     group-by-group restore cost ~90 s on 2 cores)."""
     n = P.curve_n_eval
     return {init: layers.analyze_run(run, n_train_eval=n, n_dev_eval=n, n_hessian=P.hessian_n_eval,
-                                     alphas=P.layer_alphas, hessian_iters=P.layer_hessian_steps, cka_tokens=P.cka_tokens, seed=seed,
+                                     alphas=P.layer_alphas, lanczos_steps=P.layer_hessian_steps, cka_tokens=P.cka_tokens,
+                                     seed=seed,
                                      precision=P.curve_precision, device=P.device, curve_sets=("train",),
                                      orders=("bottom-up", "top-down"))
             for init, run in main_runs(P, task, seed).items()}

@@ -74,7 +74,7 @@ def test_matches_a_dense_hessian_on_a_tiny_bert(toy_model, toy_evalsets):
     h = C.dense_hessian(toy_model, es, names)
     assert h.shape == (50, 50) and np.allclose(h, h.T, atol=1e-5)
     ev = np.sort(np.linalg.eigvalsh(h))[::-1]
-    got = C.hessian_top_eigenvalues(toy_model, es, k=2, names=names, max_iter=50)
+    got = C.hessian_top_eigenvalues(toy_model, es, k=2, names=names, lanczos_steps=50)
     np.testing.assert_allclose(got, ev[:2], rtol=1e-3, atol=1e-6)
     # Hessian-vector products of the library's operator equal the dense matrix's
     with C.second_order_mode(toy_model):
@@ -90,7 +90,7 @@ def test_matches_a_dense_hessian_on_a_tiny_bert(toy_model, toy_evalsets):
 def test_curvature_by_group(toy_model, toy_evalsets):
     es = toy_evalsets["train"]
     groups = {"all": "all", "head": "head", "ln": [r"LayerNorm"]}
-    df = C.curvature_by_group(toy_model, es, groups, n_samples=6, max_iter=15)
+    df = C.curvature_by_group(toy_model, es, groups, n_samples=6, lanczos_steps=15)
     assert list(df["group"]) == ["all", "head", "ln"]
     n_all = sum(p.numel() for p in toy_model.parameters())
     assert df.loc[0, "n_params"] == n_all

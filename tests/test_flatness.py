@@ -6,7 +6,6 @@ import pytest
 import xarray as xr
 
 from bertscape import flatness as F
-from bertscape import landscape as L
 from bertscape.errors import BertscapeError
 
 
@@ -61,10 +60,10 @@ def test_barrier_height_known_answers():
 
 
 def test_flatness_summary_on_synthetic_grids():
-    a = L.DEFAULT_ALPHAS_1D
+    a = np.round(np.linspace(-0.5, 1.5, 41), 10)
     curve = xr.Dataset({"train_loss": ("alpha", (a - 1) ** 2 + 2 * a * (1 - a) * (a > 0) * (a < 0.4))},
                        coords={"alpha": a}, attrs={"d1_norm": 10.0})
-    aa, bb = L.DEFAULT_ALPHAS_2D, L.DEFAULT_BETAS_2D
+    aa, bb = np.round(np.linspace(-0.5, 1.5, 21), 10), np.round(np.linspace(-1.0, 1.0, 21), 10)
     f = np.add.outer((aa - 1) ** 2, 4 * bb ** 2)
     surf = xr.Dataset({"train_loss": (("alpha", "beta"), f)}, coords={"alpha": aa, "beta": bb},
                       attrs={"d1_norm": 10.0, "d2_norm": 10.0, "cos_d1_d2": 0.0, "centre": "theta0"})

@@ -220,7 +220,7 @@ def test_restore_endpoints(setup):
 def test_layer_curvature_matches_dense_hessian_of_the_head():
     model = tiny_bert(n_layers=2, hidden=8)
     es = prepare_eval(encoded(24, 5), batch_size=8)
-    df = layers.layer_curvature(model, es, groups=["head", "layer 1"], iters=18)  # 18 = all head parameters
+    df = layers.layer_curvature(model, es, groups=["head", "layer 1"], lanczos_steps=18)  # 18 = all head parameters
     # dense Hessian of the loss w.r.t. the classifier weight (2 × 8) and bias (2)
     w, b = model.classifier.weight, model.classifier.bias
     feats = []
@@ -243,8 +243,8 @@ def test_layer_curvature_matches_dense_hessian_of_the_head():
     assert df.loc["head", "residual"] < 1e-4 * abs(top)
     assert np.isfinite(df.loc["layer 1", "eigenvalue"]) and not df.loc["layer 1", "converged"]
     assert list(df["layer_index"]) == [layers.discover_layers(model).layer_index(g) for g in ("head", "layer 1")]
-    with pytest.raises(BertscapeError, match="iters"):
-        layers.layer_curvature(model, es, iters=0)
+    with pytest.raises(BertscapeError, match="lanczos_steps"):
+        layers.layer_curvature(model, es, lanczos_steps=0)
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
 
 
@@ -318,7 +318,7 @@ def test_analyze_run_computes_and_caches(setup, monkeypatch, tmp_path):
     monkeypatch.setattr(layers, "_run_evalsets",
                         lambda run, *a, **k: (sets, prepare_eval(train_enc.select(np.arange(16)))))
     run = FakeRun(model, theta0, theta1)
-    kw = dict(alphas=[0, 0.5, 1, 1.5], n_hessian=16, hessian_iters=3, cka_tokens=64, device="cpu",
+    kw = dict(alphas=[0, 0.5, 1, 1.5], n_hessian=16, lanczos_steps=3, cka_tokens=64, device="cpu",
               views=["theta1", "theta0"])
     rep = layers.analyze_run(run, **kw)
     assert rep.change.loc["head", "relative_change"] > 0
