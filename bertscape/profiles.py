@@ -138,7 +138,7 @@ class Profile(FineTuning):
     # ------------------------------------------------------------------ curvature
     hessian_steps: int = setting(10, """Lanczos steps for the top eigenvalue, and Hutchinson probes for the
         trace (one Hessian-vector product each). One product over 32 sentences of MiniLM takes ~2.5 s on an
-        idle 2-core CPU (about 3.5x a forward and backward pass), hence the quick profile's 10 steps on 32
+        idle 2-core CPU (about 3.5x a forward and backward pass), hence the quick profile's 8 steps on 32
         sentences.""")
     hessian_n_eval: int = setting(32, """Training sentences the Hessian is taken on (also for the per-layer
         curvature).""")
@@ -335,6 +335,11 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", description="default; MiniLM on movie reviews, whole book in about 32 min on a 2-core CPU",
         model="embedded", tasks=("movies",), precision="bf16", curve_points=21, lmc_seeds=(0, 1),
+        # sized for the 30-minute budget on 2 cores (the module docstring has the measured builds):
+        # 7 β rows on the θ0-centred surface (the θ1-centred basin grid keeps 9 a side), 224
+        # sentences a landscape point (standard errors ×1.07 against 256), 8 Hessian products per
+        # estimate and 9 points a segment (t in steps of 1/8).
+        grid_points=(9, 7), grid_n_eval=224, hessian_steps=8, segment_points=9,
     ),
     "paper": Profile(
         name="paper", description="BERT-base on four GLUE tasks, paper-sized grids; needs a GPU",

@@ -265,7 +265,7 @@ def grow_basin_grid(grid: Callable[[list[float], list[float]], xr.Dataset], n: i
 def basin_surfaces(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset]:
     """The training loss on a grid centred at θ1 (same plane as :func:`surfaces`) that contains the
     basin: it starts at α ∈ ±2 × the basin's larger half-width along δ1 and β ∈ ±2 × its larger
-    half-width along δ2 (both from the line searches), ``P.grid_points[1]`` points a side, and
+    half-width along δ2 (both from the line searches), ``P.grid_points[0]`` points a side, and
     grows (:func:`grow_basin_grid`) on each side that the sub-level set {f ≤ f(θ1) + ε} still
     reaches (a basin that is not a bowl, e.g. a valley that keeps falling past θ1 when a run has not
     converged, needs the room). Every sentence's loss is kept. Claim 3's area is measured here (the
@@ -282,7 +282,7 @@ def basin_surfaces(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset
                                          n_eval=P.grid_n_eval, precision=P.grid_precision, device=P.device,
                                          eval_batch_size=P.eval_batch_size, per_sample=True, splits=("train",))
 
-        s = grow_basin_grid(grid, P.grid_points[1], BASIN_GROWTH_STEPS)
+        s = grow_basin_grid(grid, P.grid_points[0], BASIN_GROWTH_STEPS)
         s.attrs.update(alpha_unit=half_a, beta_unit=half_b,
                        alpha_extent=[round(x * half_a, 10) for x in s.attrs["alpha_axis"]],
                        beta_extent=[round(x * half_b, 10) for x in s.attrs["beta_axis"]])

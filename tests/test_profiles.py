@@ -29,8 +29,8 @@ def test_quick_and_smoke_sizes() -> None:
     q = get_profile("quick")
     assert (q.model, q.tasks, q.n_train, q.n_dev, q.epochs, q.max_length, q.batch_size) == (
         "embedded", ("movies",), 2000, 512, 3, 64, 32)
-    assert q.curve_points == 21 and q.precision == "bf16" and q.grid_points == (9, 9) and q.grid_n_eval == 256
-    assert q.grid_precision == "bf16" and q.hessian_steps == 10 and q.hessian_n_eval == 32
+    assert q.curve_points == 21 and q.precision == "bf16" and q.grid_points == (9, 7) and q.grid_n_eval == 224
+    assert q.grid_precision == "bf16" and q.hessian_steps == 8 and q.hessian_n_eval == 32
     s = get_profile("smoke")
     assert s.n_train == 64 and s.epochs == 1 and s.grid_points == (5, 5) and s.curve_points == 5
     p = get_profile("paper")
