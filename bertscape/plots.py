@@ -41,7 +41,7 @@ from .report import number
 
 __all__ = [
     "INIT_COLORS", "INIT_LABELS", "INIT_SHORT", "ALPHA_LABEL", "BETA_LABEL", "use_style", "init_color",
-    "init_label", "training_curves", "curve_1d", "contour_pair", "pca_paths", "surface3d_pair", "layer_bars",
+    "init_label", "training_curves", "curve_1d", "contour_pair", "contour_grid", "pca_paths", "surface3d_pair", "layer_bars",
     "layer_lines", "show_plotly", "plotly_bundle", "grid_arrays", "VERDICT_COLORS", "forest", "segment_curves",
     "barrier_matrix",
 ]
@@ -253,46 +253,77 @@ def contour_pair(surfaces: Mapping[str, Any], var: str = "train_loss", *,
             (trajectory column ``rel_residual``, 0 = on the plane, 1 = entirely off it).
 
     θ0 is marked with a circle at (0, 0) and θ1 with a star at (1, 0) (at (0, 0) on a surface whose
-    ``centre`` attribute is ``theta1``).
+    ``centre`` attribute is ``theta1``). One row of :func:`contour_grid`.
     """
-    grids = {k: grid_arrays(s, var) for k, s in surfaces.items()}
-    zs = np.concatenate([g[2][np.isfinite(g[2])].ravel() for g in grids.values()])
-    zmin, zmax = float(zs.min()), float(zs.max())
-    if clip is not None:
-        zmax = min(zmax, clip)
-    lv = _levels(zmin, zmax, levels, log)
-    n = len(grids)
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n + 0.8, 4.2), squeeze=False, sharex=False, sharey=False)
-    cs = None
-    norm = mcolors.LogNorm(lv[0], lv[-1]) if log else mcolors.Normalize(lv[0], lv[-1])
-    for ax, (init, (a, b, z)) in zip(axes[0], grids.items()):
-        zc = np.clip(z, lv[0], lv[-1])
-        cs = ax.contourf(a, b, zc, levels=lv, cmap=SURFACE_CMAP, norm=norm, extend="neither")
-        ax.contour(a, b, zc, levels=lv[::4], colors="white", linewidths=0.4, alpha=0.6)
-        if basin_levels and init in basin_levels and z.min() < basin_levels[init] < z.max():
-            ax.contour(a, b, z, levels=[basin_levels[init]], colors="black", linewidths=1.6)
-        theta1_centred = getattr(surfaces[init], "attrs", {}).get("centre") == "theta1"
-        if not theta1_centred:
-            ax.plot([0], [0], "o", color="white", mec="black", ms=7, label="θ0")
-        ax.plot([0 if theta1_centred else 1], [0], "*", color="white", mec="black", ms=12, label="θ1")
-        if trajectories and init in trajectories:
-            t = trajectories[init]
-            if residual_size and "rel_residual" in t:
-                ax.plot(t["alpha"], t["beta"], "-", color=init_color(init), lw=1.8, label="trajectory (projected)")
-                ax.scatter(t["alpha"], t["beta"], s=8 + 120 * np.clip(t["rel_residual"].to_numpy(float), 0, 1),
-                           color=init_color(init), edgecolors="white", linewidths=0.6, zorder=3)
-            else:
-                ax.plot(t["alpha"], t["beta"], "-o", color=init_color(init), mec="white", lw=1.8, ms=4,
-                        label="trajectory (projected)")
-        ax.set_title(init_label(init), color=init_color(init))
-        ax.set_xlabel(ALPHA_LABEL)
-        ax.set_ylabel(ylabel or BETA_LABEL)
-        ax.set_aspect("auto")
-        ax.grid(False)
+    return contour_grid(surfaces, [var], trajectories=trajectories, levels=levels, log={var: log},
+                        clip={var: clip}, title=title, cbar_labels={var: cbar_label} if cbar_label else None,
+                        basin_levels={var: basin_levels} if basin_levels else None, ylabel=ylabel,
+                        residual_size=residual_size)
+
+
+def contour_grid(surfaces: Mapping[str, Any], vars_: Sequence[str] = ("train_loss", "dev_error"), *,
+                 trajectories: Mapping[str, pd.DataFrame] | None = None, levels: int = 25,
+                 log: Mapping[str, bool] | None = None, clip: Mapping[str, float | None] | None = None,
+                 title: str | None = None, cbar_labels: Mapping[str, str] | None = None,
+                 basin_levels: Mapping[str, Mapping[str, float]] | None = None, ylabel: str | None = None,
+                 residual_size: bool = False) -> plt.Figure:
+    """Filled contours of several quantities of the same surfaces: one row per quantity, one column
+    per init, and one colour scale per row (so PT and RI are read on the same scale).
+
+    Args:
+        surfaces: per init, a 2D surface holding every quantity of ``vars_``.
+        vars_: the quantities, one row each (e.g. training loss above dev error).
+        log, clip, cbar_labels: per quantity, as ``log``/``clip``/``cbar_label`` of :func:`contour_pair`
+            (missing quantities: linear, no cap, the quantity's name).
+        basin_levels: per quantity, per init, a level drawn as a black line.
+        trajectories, levels, ylabel, residual_size: as in :func:`contour_pair` (paths on every row).
+    """
+    vars_ = list(vars_)
+    if not vars_:
+        raise ValueError("vars_ must name at least one quantity")
+    log, clip, cbar_labels, basin_levels = log or {}, clip or {}, cbar_labels or {}, basin_levels or {}
+    n = len(surfaces)
+    fig, axes = plt.subplots(len(vars_), n, figsize=(4.6 * n + 0.8, 4.2 * len(vars_)), squeeze=False)
+    for row, var in zip(axes, vars_):
+        grids = {k: grid_arrays(s, var) for k, s in surfaces.items()}
+        zs = np.concatenate([g[2][np.isfinite(g[2])].ravel() for g in grids.values()])
+        zmin, zmax = float(zs.min()), float(zs.max())
+        cap = clip.get(var)
+        if cap is not None:
+            zmax = min(zmax, cap)
+        lv = _levels(zmin, zmax, levels, bool(log.get(var)))
+        norm = mcolors.LogNorm(lv[0], lv[-1]) if log.get(var) else mcolors.Normalize(lv[0], lv[-1])
+        edges = basin_levels.get(var) or {}
+        cs = None
+        for ax, (init, (a, b, z)) in zip(row, grids.items()):
+            zc = np.clip(z, lv[0], lv[-1])
+            cs = ax.contourf(a, b, zc, levels=lv, cmap=SURFACE_CMAP, norm=norm, extend="neither")
+            ax.contour(a, b, zc, levels=lv[::4], colors="white", linewidths=0.4, alpha=0.6)
+            if init in edges and z.min() < edges[init] < z.max():
+                ax.contour(a, b, z, levels=[edges[init]], colors="black", linewidths=1.6)
+            theta1_centred = getattr(surfaces[init], "attrs", {}).get("centre") == "theta1"
+            if not theta1_centred:
+                ax.plot([0], [0], "o", color="white", mec="black", ms=7, label="θ0")
+            ax.plot([0 if theta1_centred else 1], [0], "*", color="white", mec="black", ms=12, label="θ1")
+            if trajectories and init in trajectories:
+                t = trajectories[init]
+                if residual_size and "rel_residual" in t:
+                    ax.plot(t["alpha"], t["beta"], "-", color=init_color(init), lw=1.8, label="trajectory (projected)")
+                    ax.scatter(t["alpha"], t["beta"], s=8 + 120 * np.clip(t["rel_residual"].to_numpy(float), 0, 1),
+                               color=init_color(init), edgecolors="white", linewidths=0.6, zorder=3)
+                else:
+                    ax.plot(t["alpha"], t["beta"], "-o", color=init_color(init), mec="white", lw=1.8, ms=4,
+                            label="trajectory (projected)")
+            ax.set_title(init_label(init) + ("" if len(vars_) == 1 else f": {_pretty(var)}"), color=init_color(init))
+            ax.set_xlabel(ALPHA_LABEL)
+            ax.set_ylabel(ylabel or BETA_LABEL)
+            ax.set_aspect("auto")
+            ax.grid(False)
+        if cs is not None:
+            cb = fig.colorbar(cs, ax=list(row), shrink=0.9)
+            capped = cap is not None and cap < float(zs.max())
+            cb.set_label(cbar_labels.get(var) or _pretty(var) + (" (capped)" if capped else ""))
     axes[0, 0].legend(loc="lower left", fontsize="small", frameon=True)
-    if cs is not None:
-        cb = fig.colorbar(cs, ax=list(axes[0]), shrink=0.9)
-        cb.set_label(cbar_label or _pretty(var) + (" (capped)" if clip is not None and clip < float(zs.max()) else ""))
     if title:
         fig.suptitle(title)
     return fig

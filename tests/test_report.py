@@ -141,3 +141,32 @@ def test_a_chapter_starts_and_ends_with_one_call_each(monkeypatch: pytest.Monkey
     assert glued["loss_end_verdict"] == report.pick(scorecard.summarise(card), 1, "100%")["verdict"]
     expected = report.people_table(report.drop_constant(study.verdict_table(card), ["task"]))
     assert type(table) is type(expected) and table.data.equals(expected.data)  # a Styler: the same rows
+
+
+def test_contour_grid_draws_one_row_per_quantity_on_one_scale_per_row() -> None:
+    import xarray as xr
+
+    a, b = np.linspace(-0.5, 1.5, 5), np.linspace(-1.0, 1.0, 3)
+    aa, bb = np.meshgrid(a, b, indexing="ij")
+
+    def surface(scale: float) -> xr.Dataset:
+        return xr.Dataset({"train_loss": (("alpha", "beta"), scale * (0.1 + (aa - 1) ** 2 + bb ** 2)),
+                           "dev_error": (("alpha", "beta"), 0.05 * scale * (1 + np.abs(aa - 1)))},
+                          coords={"alpha": a, "beta": b})
+
+    surf = {"pretrained": surface(1.0), "scratch": surface(3.0)}
+    fig = plots.contour_grid(surf, ["train_loss", "dev_error"], log={"train_loss": True},
+                             basin_levels={"train_loss": {"pretrained": 0.3, "scratch": 0.9}})
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(panels) == 4 and len(bars) == 2  # 2 quantities × 2 inits, one colour bar per row
+    # one colour scale per row, spanning both inits: PT's and RI's panels share it
+    for row, (lo, hi) in zip((panels[:2], panels[2:]), ((0.1, 3 * 3.35), (0.05, 0.15 * 2.5))):
+        norms = [ax.collections[0].norm for ax in row]
+        assert {(n.vmin, n.vmax) for n in norms} == {(norms[0].vmin, norms[0].vmax)}
+        assert norms[0].vmin == pytest.approx(lo) and norms[0].vmax == pytest.approx(hi)
+    assert isinstance(panels[0].collections[0].norm, matplotlib.colors.LogNorm)
+    assert not isinstance(panels[2].collections[0].norm, matplotlib.colors.LogNorm)
+    # contour_pair is the one-row case
+    one = plots.contour_pair(surf, "dev_error")
+    assert len([ax for ax in one.axes if ax.get_label() != "<colorbar>"]) == 2
