@@ -1,11 +1,11 @@
 """The execution layer's cost and gain: one grid in-process, on 1 local Dask worker, on 2.
 
-    .venv/bin/python benchmarks/bench_compute.py            # quick-profile unit sizes (9×9, 256 sentences, bf16)
+    .venv/bin/python benchmarks/bench_compute.py            # quick-profile unit sizes (9×7, 224 sentences, bf16)
     .venv/bin/python benchmarks/bench_compute.py --points 5  # a smaller grid
     .venv/bin/python benchmarks/bench_compute.py --write     # also put the table into benchmarks/RESULTS.md
 
-The grid is a θ0-centred surface of a small run of the embedded MiniLM (``--points``² points, the
-quick profile's ``grid_n_eval`` = 256 training and 256 dev sentences a point, its ``grid_precision``
+The grid is a θ0-centred surface of a small run of the embedded MiniLM (``--points`` × ``--beta-points``
+points, the quick profile's ``grid_n_eval`` = 224 training and 224 dev sentences a point, its ``grid_precision``
 bf16 and ``eval_batch_size`` 64, every sentence's loss kept): the unit of work the book sends to
 workers, a grid shard, at the quick profile's size. Measured:
 
@@ -18,8 +18,9 @@ workers, a grid shard, at the quick profile's size. Measured:
 * 2 workers: the speed-up over 1 worker (bounded by the cores the machine really has free);
 * bare tasks: the round trip of a no-op unit through the executor, against a plain call.
 
-Workers are started and warmed up (bertscape imported) before timing; each measurement starts
-from a cache without the grid. Times are wall-clock seconds of one pass each.
+Workers are started and warmed up before timing (bertscape imported, the run's data tokenised and
+its model built, as for a sweep's first unit; ``--cold-workers`` times that too); each measurement
+starts from a cache without the grid. Times are wall-clock seconds of one pass each.
 """
 from __future__ import annotations
 
@@ -39,17 +40,31 @@ def _warm() -> None:
     import bertscape.landscape  # noqa: F401  (workers pay the torch/transformers import before timing)
 
 
+def _warm_run(spec) -> None:
+    """On a worker: the run's data tokenised and its θ0 model resident (what its first unit would do)."""
+    from bertscape import compute, train
+    from bertscape.cache import cache_dir
+
+    root = str(cache_dir())
+    compute._forget_memos_of_other_caches(root)  # as the first unit would; it keeps what follows
+    train.run_data(spec)
+    compute.resident_model(spec, "theta0", "cpu", root)
+
+
 def _noop(x: int) -> int:
     return x
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--points", type=int, default=9, help="grid points per axis (quick profile: 9)")
-    ap.add_argument("--n-eval", type=int, default=256, help="sentences per split and point (quick: 256)")
+    ap.add_argument("--points", type=int, default=9, help="grid points along α (quick profile: 9)")
+    ap.add_argument("--beta-points", type=int, default=7, help="grid points along β (quick profile: 7)")
+    ap.add_argument("--n-eval", type=int, default=224, help="sentences per split and point (quick: 224)")
     ap.add_argument("--precision", default="bf16", help="grid precision (quick: bf16)")
     ap.add_argument("--cache", help="cache folder (default: a new temporary folder)")
     ap.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md")
+    ap.add_argument("--cold-workers", action="store_true",
+                    help="time workers from their first unit (data read and tokenised, model built inside the timing)")
     args = ap.parse_args()
     os.environ["BERTSCAPE_CACHE"] = args.cache or tempfile.mkdtemp(prefix="bench-compute-")
 
@@ -64,7 +79,7 @@ def main() -> None:
     spec = RunSpec(n_train=256, n_dev=args.n_eval, epochs=1, device="cpu", precision="fp32", n_checkpoints=3)
     run = train(spec, progress=False)
     axis = [round(-0.5 + 2.0 * i / (args.points - 1), 10) for i in range(args.points)]
-    kw = dict(alphas=axis, betas=[round(-1 + 2.0 * i / (args.points - 1), 10) for i in range(args.points)],
+    kw = dict(alphas=axis, betas=[round(-1 + 2.0 * i / (args.beta_points - 1), 10) for i in range(args.beta_points)],
               n_eval=args.n_eval, precision=args.precision, device="cpu", eval_batch_size=64, per_sample=True,
               progress=False)
     L.run_directions(run)  # the directions are cached before any timing (a sweep computes them earlier too)
@@ -77,7 +92,7 @@ def main() -> None:
     t = time.perf_counter()
     local = L.run_surface(run, store=None, **kw)
     t_loop = time.perf_counter() - t
-    n_points = args.points ** 2
+    n_points = args.points * args.beta_points
     rows.append(("in-process (plain loop)", t_loop, "", ""))
 
     times = {}
@@ -85,6 +100,10 @@ def main() -> None:
         ex = compute.DaskExecutor.local(n)
         try:
             ex.client.run(_warm)
+            if not args.cold_workers:
+                # every worker reads and tokenises the task's data and builds the model first, as a
+                # worker of a sweep does once, for its first unit: the timed grid measures the per-unit cost
+                ex.client.run(_warm_run, spec)
             clear_grids()
             t = time.perf_counter()
             with compute.use(ex):
@@ -116,9 +135,10 @@ def main() -> None:
     rows.append(("bare unit round trip (200 no-op units, 1 worker)", bare, f"plain call {plain * 1e6:.1f} µs",
                  "per unit"))
 
-    header = (f"Command: `python benchmarks/bench_compute.py --points {args.points}` — {datetime.date.today()}, "
+    header = (f"Command: `python benchmarks/bench_compute.py --points {args.points} --beta-points {args.beta_points}"
+              f"{' --cold-workers' if args.cold_workers else ''}` — {datetime.date.today()}, "
               f"torch {torch.__version__}, dask {__import__('dask').__version__}, {platform.machine()} "
-              f"{os.cpu_count()} cores; θ0-centred surface {args.points}×{args.points} = {n_points} points of "
+              f"{os.cpu_count()} cores; θ0-centred surface {args.points}×{args.beta_points} = {n_points} points of "
               f"MiniLM (embedded), {args.n_eval} train + {args.n_eval} dev sentences a point, {args.precision}, "
               f"per-sentence values kept; in-process {t_loop / n_points:.2f} s a point. Each worker and the "
               "driver use one torch thread; every distributed grid was checked equal to the in-process one "

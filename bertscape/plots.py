@@ -33,6 +33,7 @@ import pandas as pd
 import xarray as xr
 from IPython.display import display
 from matplotlib import colors as mcolors
+from matplotlib import ticker as mticker
 
 from .report import number
 
@@ -321,6 +322,9 @@ def contour_grid(surfaces: Mapping[str, Any], vars_: Sequence[str] = ("train_los
             ax.grid(False)
         if cs is not None:
             cb = fig.colorbar(cs, ax=list(row), shrink=0.9)
+            # three significant digits, plain also on a log scale ("0.953", not "9.53 × 10⁻¹")
+            cb.ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+            cb.ax.yaxis.set_minor_formatter(mticker.NullFormatter())
             capped = cap is not None and cap < float(zs.max())
             cb.set_label(cbar_labels.get(var) or _pretty(var) + (" (capped)" if capped else ""))
     axes[0, 0].legend(loc="lower left", fontsize="small", frameon=True)

@@ -242,7 +242,10 @@ def test_every_figure_has_a_caption(site: Path, driver) -> None:
         numbers = driver.execute_script(
             "return Array.from(document.querySelectorAll('article figure figcaption'))"
             ".map(c => (c.querySelector('.caption-number') || {textContent: ''}).textContent.trim());")
-        assert numbers and all(n.startswith("Figure") for n in numbers), f"{page.name}: {numbers}"
+        # chapter-prefixed: "Figure 3.2" is chapter 3's second figure (the study's chapters are numbered)
+        assert numbers and all(re.match(r"Figure \d+\.\d+", n) for n in numbers), f"{page.name}: {numbers}"
+        chapters = {re.match(r"Figure (\d+)\.", n).group(1) for n in numbers}
+        assert chapters == {str(int(page.name[:2]))}, f"{page.name}: {numbers}"
 
 
 def test_the_answer_comes_first(site: Path, driver) -> None:
