@@ -7,7 +7,7 @@ to the paper-scale experiment on a GPU.  Four profiles exist:
 ========  ==========================================================================================
 smoke     seconds; for tests. 64 sentences, one epoch, 5-point curves, 5×5 grids.
 quick     the default. The embedded MiniLM model on the embedded ``movies`` task, sized so the whole
-          book executes cold in about 32 minutes on a 2-core CPU.
+          book executes cold in about 26 minutes on a 2-core CPU.
 paper     ``bert-base-uncased`` on MRPC, RTE, SST-2 and CoLA, full data, paper-like grids; needs a GPU
           and either a reachable model hub or local copies (see :attr:`Profile.glue_dir`).
 gpu       one GPU, no hub: the embedded MiniLM on the whole ``movies`` task, three seeds, 31×31 grids
@@ -35,7 +35,11 @@ chapter 5 16 s, site 6 s. Then training went to bf16 autocast (1.5–1.9× faste
 verdicts), the 1D curves to 21 points, claim 3's basin grid learned to grow, and a connectivity chapter
 joined two seeds per starting point. Measured from a fresh clone (``make book``, cold cache): 32 min 11 s —
 set-up 1.5 min, chapters 850 / 317 / 226 / 196 / 218 / 18 s (chapter 5, the extension, is the 218 s that
-puts the book over the 30-minute goal), site 5 s.
+puts the book over the 30-minute goal), site 5 s. Then the line searches took 3 bisections (from 5), guard
+points only where a resample could need them and one evaluation of θ1 for all four directions (~30 % fewer
+evaluations), and the quick profile went to 9×7 θ0-centred surfaces, 224 sentences a landscape point, 8
+Hessian products and 9 points a segment. Measured from a fresh clone (``make book``, cold cache):
+26 min 10 s — set-up 1.6 min, chapters 616 / 227 / 212 / 199 / 198 / 16 s, site 5 s.
 """
 from __future__ import annotations
 
@@ -333,7 +337,7 @@ PROFILES: dict[str, Profile] = {
         lmc_seeds=(0, 1), segment_points=3, hessian_steps=3, hessian_n_eval=16, layer_hessian_steps=2, cka_tokens=256,
     ),
     "quick": Profile(
-        name="quick", description="default; MiniLM on movie reviews, whole book in about 32 min on a 2-core CPU",
+        name="quick", description="default; MiniLM on movie reviews, whole book in about 26 min on a 2-core CPU",
         model="embedded", tasks=("movies",), precision="bf16", curve_points=21, lmc_seeds=(0, 1),
         # sized for the 30-minute budget on 2 cores (the module docstring has the measured builds):
         # 7 β rows on the θ0-centred surface (the θ1-centred basin grid keeps 9 a side), 224
