@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -168,6 +169,60 @@ def check_manifest(folder: Path) -> bool:
         return manifest(folder) == recorded
     except OSError:
         return False
+
+
+# ----------------------------------------------------------------------------- datasets and tables
+# The stores of computed results: NetCDF for grids and per-layer curves (xarray), JSON for small
+# tables (pandas). xarray and pandas are imported by these functions, not at the top: this module is
+# imported by the package's lightest modules (compute's driver side, the book driver) that never
+# read a grid.
+
+def read_nc(path: str | os.PathLike) -> Any:
+    """A NetCDF file (h5netcdf engine) loaded into memory as an ``xarray.Dataset``; ``None`` when it
+    is missing or unreadable (a corrupt or partial entry is recomputed, never half-read)."""
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return xr.load_dataset(path, engine="h5netcdf")
+    except Exception:  # corrupt or foreign file: treated as missing
+        return None
+
+
+def write_nc(ds: Any, path: str | os.PathLike) -> None:
+    """Save an ``xarray.Dataset`` as NetCDF (h5netcdf engine), atomically."""
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+
+
+def frame_to_json(df: Any) -> dict:
+    """A pandas DataFrame as plain JSON: index names, columns and rows (NaN as ``null``)."""
+    idx_names = [n if n is not None else "index" for n in df.index.names]
+    flat = df.reset_index()
+    flat.columns = [str(c) for c in flat.columns]
+    return {"index": idx_names, "columns": list(flat.columns),
+            "data": [[(None if isinstance(v, float) and math.isnan(v) else v) for v in row]
+                     for row in flat.astype(object).values.tolist()]}
+
+
+def frame_from_json(obj: Any) -> Any:
+    """The DataFrame :func:`frame_to_json` wrote (a column of nulls comes back as NaN); ``None``
+    when ``obj`` is not such a table."""
+    import pandas as pd
+
+    try:
+        df = pd.DataFrame(obj["data"], columns=obj["columns"])
+        for c in df.columns:  # a column of NaNs comes back as None: make it float again
+            if df[c].dtype == object and df[c].isna().all():
+                df[c] = np.nan
+        idx = list(obj["index"])
+        if idx == ["index"]:
+            return df.drop(columns="index")
+        return df.set_index(idx if len(idx) > 1 else idx[0])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def memo_json(name: str, key: Any, compute: Callable[[], Any]) -> Any:

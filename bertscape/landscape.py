@@ -103,26 +103,20 @@ def _store_path(store: str | Path | None, kind: str, key: str, shard: tuple[int,
 
 
 def read_grid(path: str | Path) -> xr.Dataset | None:
-    """A stored grid loaded into memory; ``None`` when missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            out = ds.load()
-    except Exception:  # corrupt or foreign file: treated as missing
-        return None
-    if "done" in out:
+    """A stored grid loaded into memory (:func:`bertscape.cache.read_nc`, its ``done`` mask as
+    booleans); ``None`` when missing or unreadable."""
+    out = cache.read_nc(path)
+    if out is not None and "done" in out:
         out["done"] = out["done"].astype(bool)
     return out
 
 
 def write_grid(ds: xr.Dataset, path: str | Path) -> None:
-    """Save a grid as NetCDF (h5netcdf) atomically."""
-    with cache.atomic_path(path) as tmp:
-        out = ds.copy()
-        out["done"] = out["done"].astype(np.int8)
-        out.to_netcdf(tmp, engine="h5netcdf")
+    """Save a grid atomically (:func:`bertscape.cache.write_nc`; NetCDF has no booleans, so the
+    ``done`` mask is stored as int8)."""
+    out = ds.copy()
+    out["done"] = out["done"].astype(np.int8)
+    cache.write_nc(out, path)
 
 
 # ----------------------------------------------------------------------------- the grid engine

@@ -661,43 +661,6 @@ class LayerReport:
     seconds: dict = field(default_factory=dict)
 
 
-def _df_to_json(df: pd.DataFrame) -> dict:
-    idx_names = [n if n is not None else "index" for n in df.index.names]
-    flat = df.reset_index()
-    flat.columns = [str(c) for c in flat.columns]
-    return {"index": idx_names, "columns": list(flat.columns),
-            "data": [[(None if isinstance(v, float) and math.isnan(v) else v) for v in row]
-                     for row in flat.astype(object).values.tolist()]}
-
-
-def _df_from_json(obj: Any) -> pd.DataFrame | None:
-    try:
-        df = pd.DataFrame(obj["data"], columns=obj["columns"])
-        for c in df.columns:  # a column of NaNs comes back as None: make it float again
-            if df[c].dtype == object and df[c].isna().all():
-                df[c] = np.nan
-        idx = list(obj["index"])
-        if idx == ["index"]:
-            return df.drop(columns="index")
-        return df.set_index(idx if len(idx) > 1 else idx[0])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _read_nc(path: Path) -> xr.Dataset | None:
-    if not path.is_file():
-        return None
-    try:
-        return xr.load_dataset(path, engine="h5netcdf")
-    except Exception:  # corrupt or partial entry: recompute
-        return None
-
-
-def _write_nc(path: Path, ds: xr.Dataset) -> None:
-    with cache.atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
-
-
 def _run_evalsets(run, n_train_eval: int | None, n_dev_eval: int | None, seed: int, device: torch.device,
                   n_hessian: int) -> tuple[dict[str, EvalSet], EvalSet]:
     """(``{"train": …, "dev": …}``, the training sentences the Hessian is taken on), both from
@@ -906,10 +869,10 @@ def _curves_dataset(job: _LayerJob) -> xr.Dataset:
 
 def _cached_curves(path: Path, force: bool, job: _LayerJob) -> xr.Dataset:
     """The curves stored at ``path``, else computed (:func:`_curves_dataset`) and stored."""
-    ds = None if force else _read_nc(path)
+    ds = None if force else cache.read_nc(path)
     if ds is None:
         ds = _curves_dataset(job)
-        _write_nc(path, ds)
+        cache.write_nc(ds, path)
     return ds
 
 
@@ -919,11 +882,11 @@ def _cached_tables(path: Path, force: bool, compute: Any) -> dict[str, pd.DataFr
     stored = None if force else cache.read_json(path)
     tables = None
     if isinstance(stored, dict):
-        tables = {k: _df_from_json(v) for k, v in stored.items()}
+        tables = {k: cache.frame_from_json(v) for k, v in stored.items()}
         if any(v is None for v in tables.values()):
             tables = None
     if tables is None:
         tables = compute()
-        cache.write_json(path, {k: _df_to_json(v) for k, v in tables.items()})
-        tables = {k: _df_from_json(_df_to_json(v)) for k, v in tables.items()}  # same form as a cache hit
+        cache.write_json(path, {k: cache.frame_to_json(v) for k, v in tables.items()})
+        tables = {k: cache.frame_from_json(cache.frame_to_json(v)) for k, v in tables.items()}  # same form as a cache hit
     return tables

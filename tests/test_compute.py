@@ -215,3 +215,11 @@ def test_a_resumed_sweep_recomputes_nothing_cached(cluster, tiny_bert, fresh_cac
     # curves, surfaces and basin grids (with the strips they grew) of PT and RI: all read back
     assert a.loc["grids", "cached"] == len(grids) >= 6
     assert _snapshot(fresh_cache) == everything
+
+
+def test_local_workers_start_without_dasks_malloc_trim_threshold(cluster):
+    # Dask's nanny would start each worker with MALLOC_TRIM_THRESHOLD_=65536, which slows torch on a
+    # CPU by 40-50 % (compute.DaskExecutor.local unsets it); the driver's own environment is untouched
+    on_workers = cluster.client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+    assert len(on_workers) == 2 and set(on_workers.values()) == {None}
+    assert os.environ.get("MALLOC_TRIM_THRESHOLD_") != "65536"
