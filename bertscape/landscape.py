@@ -26,6 +26,7 @@ The run-level helpers (:func:`run_curve`, :func:`run_surface`, :func:`project_tr
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -127,7 +128,7 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
                   max_points: int | None = None, callback: PointCallback | None = None,
                   save_every: int = 64, save_seconds: float = 30.0, attrs: Mapping[str, Any] | None = None,
                   kind: str = "grid", notes: Mapping[str, Any] | None = None,
-                  per_sample: bool = False) -> xr.Dataset:
+                  per_sample: bool = False, hashes: tuple[str, Sequence[str]] | None = None) -> xr.Dataset:
     """Evaluate ``model`` at ``base + Σ cᵢ·directions[i]`` for every point of a rectangular grid.
 
     Args:
@@ -156,6 +157,9 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
             (``<set>_sample_loss``, ``<set>_sample_pred`` with a ``<set>_sample`` dimension, and
             the labels as ``<set>_label``), so that a number computed from the grid can be
             bootstrapped over sentences. float32/int; 256 sentences on a 9×9 grid is ~0.2 MB.
+        hashes: ``(content_hash(base), [content_hash(d) for d in directions])`` when the caller
+            already has them (a worker keeps them with its resident grid inputs); computed here
+            otherwise. They key the grid, so they must be exactly these.
     """
     evalsets = check_evalsets(evalsets)
     shard = _check_shard(shard)
@@ -166,7 +170,7 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
     if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 0):
         raise bad_value("max_points", max_points, "None or a non-negative integer")
     prec = resolve_precision(precision, next(model.parameters()).device)
-    identity = _grid_identity(kind, dims, axes, base, directions, evalsets, prec, attrs, per_sample)
+    identity = _grid_identity(kind, dims, axes, base, directions, evalsets, prec, attrs, per_sample, hashes)
     key = cache.stable_hash(identity)
     path = _store_path(store, kind, key, shard)
     grid = _GridState(dims, axes, evalsets, identity, key, shard, {**(attrs or {}), **(notes or {})})
@@ -202,7 +206,8 @@ def evaluate_grid(model: torch.nn.Module, base: ParamDict, directions: Sequence[
 
 def _grid_identity(kind: str, dims: list[str], axes: list[np.ndarray], base: ParamDict,
                    directions: Sequence[ParamDict], evalsets: Mapping[str, EvalSet], precision: str,
-                   attrs: Mapping[str, Any] | None, per_sample: bool) -> dict[str, Any]:
+                   attrs: Mapping[str, Any] | None, per_sample: bool,
+                   hashes: tuple[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """Everything that determines a grid's values (its key is the hash of this): kind, dimensions
     and coordinates, the hashes of the base point and directions, the evaluation sets'
     fingerprints, the precision, the grids' code version and the caller's ``attrs``."""
@@ -210,8 +215,8 @@ def _grid_identity(kind: str, dims: list[str], axes: list[np.ndarray], base: Par
         "kind": kind,
         "dims": dims,
         "coords": {d: a.tolist() for d, a in zip(dims, axes)},
-        "base_hash": content_hash(base),
-        "direction_hashes": [content_hash(d) for d in directions],
+        "base_hash": hashes[0] if hashes else content_hash(base),
+        "direction_hashes": list(hashes[1]) if hashes else [content_hash(d) for d in directions],
         "evalsets": {k: v.fingerprint for k, v in sorted(evalsets.items())},
         "precision": precision,
         "code": versions.version("grids"),
@@ -478,6 +483,49 @@ def pca_plane(run: Any, params: str | Sequence[str] = "all", origin: str = "thet
     return {"d1": pc1, "d2": pc2, "d1_hash": h1, "d2_hash": h2, "explained_variance_ratio": list(map(float, evr))}
 
 
+def grid_inputs(run: Any, centre: str, d2: str, seed: int, policy: str, bias_policy: str,
+                params: str | Sequence[str], orthogonal: bool, n_eval: int | None, eval_seed: int,
+                device: torch.device, eval_batch_size: int, splits: tuple[str, ...], n_directions: int = 2
+                ) -> tuple[dict[str, Any], ParamDict, dict[str, EvalSet], tuple[str, list[str]] | None]:
+    """What a run-level grid evaluates from: its directions (:func:`run_directions`), its base point
+    (θ0 or θ1 restricted to δ1's parameters) and its evaluation sets (:func:`eval_sets_for_run`).
+
+    Returns ``(dirs, base, evalsets, hashes)``. In this process ``hashes`` is ``None`` (the grid
+    engine hashes base and directions itself). On a Dask worker the four stay resident, keyed by
+    the run, these arguments and the cache root (two entries at most), with the content hashes of
+    base and the first ``n_directions`` directions: the shards of one grid that reach a worker one
+    after another read the weights and hash ~100 MB tensors once, as the model itself is built
+    once (:func:`bertscape.compute.model_of`)."""
+    if compute.in_worker():
+        key_params = params if isinstance(params, str) else tuple(params)
+        return _resident_grid_inputs(run.spec, centre, d2, seed, policy, bias_policy, key_params, orthogonal,
+                                     n_eval, eval_seed, str(device), eval_batch_size, tuple(splits), n_directions,
+                                     str(cache.cache_dir()))
+    dirs = run_directions(run, d2, seed, policy, bias_policy, params, orthogonal)
+    evalsets = eval_sets_for_run(run, n_eval, eval_seed, device, eval_batch_size, splits=tuple(splits))
+    base = restrict(run.theta0() if centre == "theta0" else run.theta1(), dirs["d1"])
+    return dirs, base, evalsets, None
+
+
+@functools.lru_cache(maxsize=2)
+def _resident_grid_inputs(spec: Any, centre: str, d2: str, seed: int, policy: str, bias_policy: str,
+                          params: str | tuple[str, ...], orthogonal: bool, n_eval: int | None, eval_seed: int,
+                          device: str, eval_batch_size: int, splits: tuple[str, ...], n_directions: int,
+                          cache_root: str) -> tuple[dict[str, Any], ParamDict, dict[str, EvalSet], tuple[str, list[str]]]:
+    """:func:`grid_inputs` on a worker, kept for the next shard (see there)."""
+    from .train import load_run
+
+    run = load_run(spec)
+    if run is None:
+        raise BertscapeError(f"run {spec.label()} ({spec.key()}) is not in the cache at {cache_root}")
+    params_arg = params if isinstance(params, str) else list(params)
+    dirs = run_directions(run, d2, seed, policy, bias_policy, params_arg, orthogonal)
+    evalsets = eval_sets_for_run(run, n_eval, eval_seed, torch.device(device), eval_batch_size, splits=splits)
+    base = restrict(run.theta0() if centre == "theta0" else run.theta1(), dirs["d1"])
+    hashes = (content_hash(base), [content_hash(dirs[f"d{j + 1}"]) for j in range(n_directions)])
+    return dirs, base, evalsets, hashes
+
+
 def run_curve(run: Any, alphas: Any = None, n_eval: int | None = DEFAULT_CURVE_N_EVAL, eval_seed: int = 0,
               params: str | Sequence[str] = "all", precision: str = "auto", device: str = "auto",
               progress: bool | None = None, eval_batch_size: int = _DEFAULTS.eval_batch_size,
@@ -497,13 +545,14 @@ def run_curve(run: Any, alphas: Any = None, n_eval: int | None = DEFAULT_CURVE_N
             alphas=alphas, n_eval=n_eval, eval_seed=eval_seed, params=params, precision=precision, device=device,
             progress=progress, eval_batch_size=eval_batch_size, **kwargs))
     dev = _device(device)
-    dirs = run_directions(run, params=params)
-    evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev, eval_batch_size)
+    dirs, base, evalsets, hashes = grid_inputs(run, "theta0", "random", 0, "filter", "whole", params, True, n_eval,
+                                               eval_seed, dev, eval_batch_size, ("train", "dev"), n_directions=1)
     model = compute.model_of(run, "theta0", dev)
-    base = restrict(run.theta0(), dirs["d1"])
     attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": "theta0", "n_eval": n_eval or -1,
              "eval_seed": eval_seed, "params": json.dumps(params)}
     kwargs.setdefault("store", "auto")
+    if hashes is not None:
+        kwargs.setdefault("hashes", hashes)
     return curve_1d(model, base, dirs["d1"], alphas, evalsets, precision, progress, attrs=attrs,
                     notes={"eval_batch_size": eval_batch_size}, **kwargs)
 
@@ -536,10 +585,11 @@ def run_surface(run: Any, alphas: Any = None, betas: Any = None, centre: str = "
             params=params, n_eval=n_eval, eval_seed=eval_seed, precision=precision, device=device, progress=progress,
             orthogonal=orthogonal, eval_batch_size=eval_batch_size, splits=tuple(splits), **kwargs))
     dev = _device(device)
-    dirs = run_directions(run, d2, seed, policy, bias_policy, params, orthogonal)
-    evalsets = eval_sets_for_run(run, n_eval, eval_seed, dev, eval_batch_size, splits=tuple(splits))
+    dirs, base, evalsets, hashes = grid_inputs(run, centre, d2, seed, policy, bias_policy, params, orthogonal, n_eval,
+                                               eval_seed, dev, eval_batch_size, tuple(splits))
     model = compute.model_of(run, centre, dev)
-    base = restrict(run.theta0() if centre == "theta0" else run.theta1(), dirs["d1"])
+    if hashes is not None:
+        kwargs.setdefault("hashes", hashes)
     attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": centre, "d2_kind": d2,
              "seed": seed, "policy": policy, "bias_policy": bias_policy, "orthogonal": int(orthogonal),
              "n_eval": n_eval or -1, "eval_seed": eval_seed, "params": json.dumps(params)}
