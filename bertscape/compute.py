@@ -59,7 +59,7 @@ from .progress import progress_enabled
 
 __all__ = ["SCHEDULER_ENV", "RETRIES", "ALLOWED_FAILURES", "SHARDS_PER_WORKER", "Unit", "Outcome", "UnitsFailed",
            "Executor", "InProcess", "DaskExecutor", "current", "use", "executor_from", "in_worker",
-           "resident_model", "model_of", "worker_cache_info", "fans_out", "sharded_grid"]
+           "cached_run", "resident_model", "model_of", "worker_cache_info", "fans_out", "sharded_grid"]
 
 #: Environment variable naming the scheduler: ``tcp://host:port`` (an existing Dask scheduler),
 #: ``local`` or ``local:N`` (a local cluster of N worker processes). Unset: in-process.
@@ -432,6 +432,20 @@ def use(executor: Executor) -> Iterator[Executor]:
 
 # ----------------------------------------------------------------------------- resident models
 
+def cached_run(spec: Any) -> Any:
+    """The finished run of ``spec`` from the cache (on a worker: the driver's cache); a clear error
+    when it is not there."""
+    from .cache import cache_dir
+    from .train import load_run
+
+    run = load_run(spec)
+    if run is None:
+        raise BertscapeError(f"run {spec.label()} ({spec.key()}) is not in the cache at {cache_dir()}; a worker "
+                             "must see the driver's cache folder at the same path (and resolve precision "
+                             "'auto' the same way: run driver and workers on the same kind of device)")
+    return run
+
+
 @functools.lru_cache(maxsize=2)
 def resident_model(spec: Any, which: str, device: str, cache_root: str) -> Any:
     """The model of a cached run (``spec``) at ``theta0``/``theta1`` on ``device``, loaded once
@@ -441,14 +455,7 @@ def resident_model(spec: Any, which: str, device: str, cache_root: str) -> Any:
     read and the network built once. Keyed by the run, the point, the device and the cache root;
     two models at most stay resident (``functools.lru_cache``). Callers must leave the model as
     they found it (the grid engine writes every point from the stored base and restores it)."""
-    from .train import load_run
-
-    run = load_run(spec)
-    if run is None:
-        raise BertscapeError(f"run {spec.label()} ({spec.key()}) is not in the cache at {cache_root}; a worker "
-                             "must see the driver's cache folder at the same path (and resolve precision "
-                             "'auto' the same way: run driver and workers on the same kind of device)")
-    return run.model(which, device=device)
+    return cached_run(spec).model(which, device=device)
 
 
 def model_of(run: Any, which: str, device: Any) -> Any:
@@ -481,16 +488,8 @@ def fans_out(kwargs: Mapping[str, Any]) -> bool:
 def _grid_shard(fn: Callable[..., Any], spec: Any, kwargs: Mapping[str, Any], shard: tuple[int, int]) -> dict[str, Any]:
     """On a worker: compute (or resume) one shard of a run's grid into its own shard file."""
     from .landscape import _store_path
-    from .train import load_run
 
-    run = load_run(spec)
-    if run is None:
-        from .cache import cache_dir
-
-        raise BertscapeError(f"run {spec.label()} ({spec.key()}) is not in the cache at {cache_dir()}; a worker "
-                             "must see the driver's cache folder at the same path (and resolve precision "
-                             "'auto' the same way: run driver and workers on the same kind of device)")
-    ds = fn(run, **dict(kwargs), shard=shard)
+    ds = fn(cached_run(spec), **dict(kwargs), shard=shard)
     return {"path": str(_store_path("auto", ds.attrs["kind"], ds.attrs["grid_key"], shard)),
             "grid_key": ds.attrs["grid_key"], "points": int(ds["done"].values.sum())}
 

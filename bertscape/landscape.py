@@ -501,10 +501,18 @@ def grid_inputs(run: Any, centre: str, d2: str, seed: int, policy: str, bias_pol
         return _resident_grid_inputs(run.spec, centre, d2, seed, policy, bias_policy, key_params, orthogonal,
                                      n_eval, eval_seed, str(device), eval_batch_size, tuple(splits), n_directions,
                                      str(cache.cache_dir()))
+    return (*_build_grid_inputs(run, centre, d2, seed, policy, bias_policy, params, orthogonal, n_eval, eval_seed,
+                                device, eval_batch_size, splits), None)
+
+
+def _build_grid_inputs(run: Any, centre: str, d2: str, seed: int, policy: str, bias_policy: str,
+                       params: str | Sequence[str], orthogonal: bool, n_eval: int | None, eval_seed: int,
+                       device: torch.device, eval_batch_size: int, splits: Sequence[str]
+                       ) -> tuple[dict[str, Any], ParamDict, dict[str, EvalSet]]:
     dirs = run_directions(run, d2, seed, policy, bias_policy, params, orthogonal)
     evalsets = eval_sets_for_run(run, n_eval, eval_seed, device, eval_batch_size, splits=tuple(splits))
     base = restrict(run.theta0() if centre == "theta0" else run.theta1(), dirs["d1"])
-    return dirs, base, evalsets, None
+    return dirs, base, evalsets
 
 
 @functools.lru_cache(maxsize=2)
@@ -513,15 +521,9 @@ def _resident_grid_inputs(spec: Any, centre: str, d2: str, seed: int, policy: st
                           device: str, eval_batch_size: int, splits: tuple[str, ...], n_directions: int,
                           cache_root: str) -> tuple[dict[str, Any], ParamDict, dict[str, EvalSet], tuple[str, list[str]]]:
     """:func:`grid_inputs` on a worker, kept for the next shard (see there)."""
-    from .train import load_run
-
-    run = load_run(spec)
-    if run is None:
-        raise BertscapeError(f"run {spec.label()} ({spec.key()}) is not in the cache at {cache_root}")
-    params_arg = params if isinstance(params, str) else list(params)
-    dirs = run_directions(run, d2, seed, policy, bias_policy, params_arg, orthogonal)
-    evalsets = eval_sets_for_run(run, n_eval, eval_seed, torch.device(device), eval_batch_size, splits=splits)
-    base = restrict(run.theta0() if centre == "theta0" else run.theta1(), dirs["d1"])
+    dirs, base, evalsets = _build_grid_inputs(compute.cached_run(spec), centre, d2, seed, policy, bias_policy,
+                                              params if isinstance(params, str) else list(params), orthogonal,
+                                              n_eval, eval_seed, torch.device(device), eval_batch_size, splits)
     hashes = (content_hash(base), [content_hash(dirs[f"d{j + 1}"]) for j in range(n_directions)])
     return dirs, base, evalsets, hashes
 
@@ -545,8 +547,10 @@ def run_curve(run: Any, alphas: Any = None, n_eval: int | None = DEFAULT_CURVE_N
             alphas=alphas, n_eval=n_eval, eval_seed=eval_seed, params=params, precision=precision, device=device,
             progress=progress, eval_batch_size=eval_batch_size, **kwargs))
     dev = _device(device)
-    dirs, base, evalsets, hashes = grid_inputs(run, "theta0", "random", 0, "filter", "whole", params, True, n_eval,
-                                               eval_seed, dev, eval_batch_size, ("train", "dev"), n_directions=1)
+    dirs, base, evalsets, hashes = grid_inputs(run, centre="theta0", d2="random", seed=0, policy="filter",
+                                               bias_policy="whole", params=params, orthogonal=True, n_eval=n_eval,
+                                               eval_seed=eval_seed, device=dev, eval_batch_size=eval_batch_size,
+                                               splits=("train", "dev"), n_directions=1)
     model = compute.model_of(run, "theta0", dev)
     attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": "theta0", "n_eval": n_eval or -1,
              "eval_seed": eval_seed, "params": json.dumps(params)}
