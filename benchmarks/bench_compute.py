@@ -14,15 +14,19 @@ workers, a grid shard, at the quick profile's size. Measured:
   saves every 30 s, the finished grid written);
 * 1 worker: the same grid as shards (``compute.SHARDS_PER_WORKER`` per worker) on a
   ``LocalCluster`` of one single-threaded worker process, merged by the driver; the difference to
-  the plain loop, per shard, is the executor's per-unit overhead (submission, the shard's set-up:
-  directions and evaluation sets read again, the model built once per worker, the shard file and
-  the merge);
+  the plain loop is the executor's overhead (the driver's probe of the cache, submission, each
+  worker's build of the grid's inputs for its first shard, the shard files, the merge and the
+  read-back), and the part of it spent outside the units is shown on its own;
 * 2 workers: the speed-up over 1 worker (bounded by the cores the machine really has free);
 * bare tasks: the round trip of a no-op unit through the executor, against a plain call.
 
 Workers are started and warmed up before timing (bertscape imported, the run's data tokenised and
 its model built, as for a sweep's first unit; ``--cold-workers`` times that too); each measurement
-starts from a cache without the grid. Times are wall-clock seconds of one pass each.
+starts from a cache without the grid and from workers without the grid's inputs (the model stays
+resident: a sweep computes many grids of one run). Every configuration runs ``--repeats`` times, in
+an order that rotates from pass to pass; the table gives medians (wall-clock seconds) and the range,
+and each ratio is the median of the passes' own ratios: the machine's speed drifts by several per
+cent over minutes, as much as the overhead being measured.
 """
 from __future__ import annotations
 
@@ -30,8 +34,10 @@ import argparse
 import datetime
 import os
 import platform
+import statistics
 import tempfile
 import time
+from typing import Callable
 
 import _common  # the repository root on sys.path
 
@@ -53,8 +59,23 @@ def _warm_run(spec) -> None:
     compute.resident_model(spec, "theta0", "cpu", root)
 
 
+def _forget_grid_inputs() -> None:
+    """On a worker: drop the resident grid inputs (each timed grid builds its own, as a new grid does)."""
+    from bertscape import landscape
+
+    landscape._resident_grid_inputs.cache_clear()
+
+
 def _noop(x: int) -> int:
     return x
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def _spread(xs: list[float]) -> str:
+    return f"{min(xs):.1f}–{max(xs):.1f}" if len(xs) > 1 else ""
 
 
 def main() -> None:
@@ -63,11 +84,15 @@ def main() -> None:
     ap.add_argument("--beta-points", type=int, default=7, help="grid points along β (quick profile: 7)")
     ap.add_argument("--n-eval", type=int, default=224, help="sentences per split and point (quick: 224)")
     ap.add_argument("--precision", default="bf16", help="grid precision (quick: bf16)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="passes of every configuration, interleaved; medians are reported (default 3)")
     ap.add_argument("--cache", help="cache folder (default: a new temporary folder)")
     ap.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md")
     ap.add_argument("--cold-workers", action="store_true",
                     help="time workers from their first unit (data read and tokenised, model built inside the timing)")
     args = ap.parse_args()
+    if args.repeats < 1:
+        ap.error(f"--repeats must be a positive integer, got {args.repeats}")
     os.environ["BERTSCAPE_CACHE"] = args.cache or tempfile.mkdtemp(prefix="bench-compute-")
 
     import torch
@@ -85,75 +110,108 @@ def main() -> None:
               n_eval=args.n_eval, precision=args.precision, device="cpu", eval_batch_size=64, per_sample=True,
               progress=False)
     L.run_directions(run)  # the directions are cached before any timing (a sweep computes them earlier too)
+    n_points = args.points * args.beta_points
 
     def clear_grids() -> None:
         for p in cache.subdir("grids").glob("*.nc"):
             p.unlink()
 
-    rows = []
-    t = time.perf_counter()
-    local = L.run_surface(run, store=None, **kw)
-    t_loop = time.perf_counter() - t
-    n_points = args.points * args.beta_points
-    rows.append(("in-process, in memory (plain loop)", t_loop, "", ""))
-    clear_grids()
-    t = time.perf_counter()
-    L.run_surface(run, **kw)  # as the book computes it without an executor: stored, saved as it goes
-    t_stored = time.perf_counter() - t
-    rows.append(("in-process, stored in the cache (the book's default)", t_stored,
-                 f"{100 * (t_stored / t_loop - 1):+.1f} % over the plain loop", "partial saves every 30 s"))
-
-    times = {}
-    for n in (1, 2):
-        ex = compute.DaskExecutor.local(n)
-        try:
+    clusters = {n: compute.DaskExecutor.local(n) for n in (1, 2)}
+    try:
+        for ex in clusters.values():
             ex.client.run(_warm)
             if not args.cold_workers:
                 # every worker reads and tokenises the task's data and builds the model first, as a
                 # worker of a sweep does once, for its first unit: the timed grid measures the per-unit cost
                 ex.client.run(_warm_run, spec)
-            clear_grids()
-            t = time.perf_counter()
-            with compute.use(ex):
-                remote = L.run_surface(run, **kw)
-            times[n] = time.perf_counter() - t
-            assert all(remote[v].values.tobytes() == local[v].values.tobytes() for v in local.data_vars), \
-                "the grid differs from the in-process one"
-            shards = compute.SHARDS_PER_WORKER * n
-            if n == 1:
-                over, over_stored = times[1] / t_loop - 1, times[1] / t_stored - 1
-                rows.append((f"1 worker, {shards} shards", times[1],
-                             f"overhead {100 * over:+.1f} % over the plain loop ({(times[1] - t_loop) / shards:+.2f} s "
-                             f"per shard), {100 * over_stored:+.1f} % over the stored in-process grid",
-                             "target ≤ 5 %"))
-                # bare round trip of a unit
-                units = [compute.Unit(f"noop {i}", _noop, (i,)) for i in range(200)]
-                ex.run(units[:10], progress=False)
-                t = time.perf_counter()
-                ex.run(units, progress=False)
-                bare = (time.perf_counter() - t) / len(units)
-                t = time.perf_counter()
-                for u in units:
-                    u.fn(*u.args)
-                plain = (time.perf_counter() - t) / len(units)
-            else:
-                rows.append((f"2 workers, {shards} shards", times[2], f"speed-up ×{times[1] / times[2]:.2f} over 1 worker",
-                             f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"))
-        finally:
-            ex.close()
-    rows.append(("bare unit round trip (200 no-op units, 1 worker)", bare, f"plain call {plain * 1e6:.1f} µs",
-                 "per unit"))
+        local = None
+        times: dict[str, list[float]] = {"loop": [], "stored": [], "1": [], "2": []}
+        outside: list[float] = []  # 1 worker: the grid's wall time outside its units (driver and transport)
 
-    header = (f"Command: `python benchmarks/bench_compute.py --points {args.points} --beta-points {args.beta_points}"
-              f"{' --cold-workers' if args.cold_workers else ''}` — {datetime.date.today()}, "
+        def loop() -> None:
+            nonlocal local
+            local = L.run_surface(run, store=None, **kw)
+
+        def stored() -> None:
+            clear_grids()
+            L.run_surface(run, **kw)  # as the book computes it without an executor: stored, saved as it goes
+
+        def on(n: int) -> Callable[[], None]:
+            def go() -> None:
+                ex = clusters[n]
+                clear_grids()
+                ex.client.run(_forget_grid_inputs)
+                before = len(ex.log)
+                t = time.perf_counter()
+                with compute.use(ex):
+                    remote = L.run_surface(run, **kw)
+                wall = time.perf_counter() - t
+                if n == 1:
+                    outside.append(wall - sum(o.seconds for o in ex.log[before:]))
+                if local is not None:
+                    assert all(remote[v].values.tobytes() == local[v].values.tobytes() for v in local.data_vars), \
+                        "the grid differs from the in-process one"
+            return go
+
+        configs = [("loop", loop), ("stored", stored), ("1", on(1)), ("2", on(2))]
+        for r in range(args.repeats):
+            # the order rotates from pass to pass, so that a slow spell of the machine does not fall
+            # on one configuration only
+            for name, fn in configs[r % len(configs):] + configs[:r % len(configs)]:
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+                print(f"pass {r + 1}: {name} {times[name][-1]:.1f} s", flush=True)
+
+        # bare round trip of a unit
+        units = [compute.Unit(f"noop {i}", _noop, (i,)) for i in range(200)]
+        clusters[1].run(units[:10], progress=False)
+        t = time.perf_counter()
+        clusters[1].run(units, progress=False)
+        bare = (time.perf_counter() - t) / len(units)
+        t = time.perf_counter()
+        for u in units:
+            u.fn(*u.args)
+        plain = (time.perf_counter() - t) / len(units)
+    finally:
+        for ex in clusters.values():
+            ex.close()
+
+    # ratios of each pass's own pair, then their median: the passes see different machine load
+    t_loop = _median(times["loop"])
+    over = _median([b / a - 1 for a, b in zip(times["loop"], times["1"])])
+    over_stored = _median([b / a - 1 for a, b in zip(times["stored"], times["1"])])
+    stored_over = _median([b / a - 1 for a, b in zip(times["loop"], times["stored"])])
+    speedup = _median([a / b for a, b in zip(times["1"], times["2"])])
+    vs_loop = _median([a / b for a, b in zip(times["loop"], times["2"])])
+    shards1, shards2 = compute.SHARDS_PER_WORKER, 2 * compute.SHARDS_PER_WORKER
+    rows = [
+        ("in-process, in memory (plain loop)", t_loop, _spread(times["loop"]), "", ""),
+        ("in-process, stored in the cache (the book's default)", _median(times["stored"]), _spread(times["stored"]),
+         f"{100 * stored_over:+.1f} % over the plain loop", "partial saves every 30 s"),
+        (f"1 worker, {shards1} shards", _median(times["1"]), _spread(times["1"]),
+         f"overhead {100 * over:+.1f} % over the plain loop, {100 * over_stored:+.1f} % over the stored "
+         f"in-process grid", "target ≤ 5 %"),
+        ("… of which outside the units (driver's cache probe, submission, merge, read-back)", _median(outside),
+         _spread(outside), f"{100 * _median(outside) / t_loop:.1f} % of the plain loop", "per grid"),
+        (f"2 workers, {shards2} shards", _median(times["2"]), _spread(times["2"]),
+         f"speed-up ×{speedup:.2f} over 1 worker, ×{vs_loop:.2f} over the plain loop",
+         f"{os.cpu_count()} cores"),
+        ("bare unit round trip (200 no-op units, 1 worker)", bare, "", f"plain call {plain * 1e6:.1f} µs", "per unit"),
+    ]
+
+    header = (f"Command: `python benchmarks/bench_compute.py --points {args.points} --beta-points {args.beta_points} "
+              f"--repeats {args.repeats}{' --cold-workers' if args.cold_workers else ''}` — {datetime.date.today()}, "
               f"torch {torch.__version__}, dask {__import__('dask').__version__}, {platform.machine()} "
               f"{os.cpu_count()} cores; θ0-centred surface {args.points}×{args.beta_points} = {n_points} points of "
               f"MiniLM (embedded), {args.n_eval} train + {args.n_eval} dev sentences a point, {args.precision}, "
               f"per-sentence values kept; in-process {t_loop / n_points:.2f} s a point. Each worker and the "
               "driver use one torch thread; every distributed grid was checked equal to the in-process one "
-              "bit for bit.")
-    md = "| configuration | seconds | result | note |\n|---|---|---|---|\n" + "\n".join(
-        f"| {a} | {b:.3f} | {c} | {d} |" if b < 1 else f"| {a} | {b:.1f} | {c} | {d} |" for a, b, c, d in rows)
+              f"bit for bit. Seconds are medians of {args.repeats} interleaved passes (range beside them); "
+              "overheads and speed-ups are medians of each pass's own ratio.")
+    md = "| configuration | seconds (median) | range | result | note |\n|---|---|---|---|---|\n" + "\n".join(
+        f"| {a} | {b:.3f} | {c} | {d} | {e} |" if b < 1 else f"| {a} | {b:.1f} | {c} | {d} | {e} |"
+        for a, b, c, d, e in rows)
     print(header + "\n\n" + md)
     if args.write:
         _common.write_results("bench_compute",

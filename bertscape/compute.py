@@ -507,9 +507,16 @@ def sharded_grid(fn: Callable[..., Any], run: Any, kwargs: Mapping[str, Any],
     and returns what ``fn`` returns in-process from that file: the same Dataset as an in-process
     computation. Raises :class:`UnitsFailed` when a shard still fails after its retries.
     """
+    from .landscape import keep_grid_inputs
+
+    with keep_grid_inputs():  # the probe and the read-back build and hash the grid's inputs once
+        return _sharded_grid(fn, run, kwargs, executor or current(), shards)
+
+
+def _sharded_grid(fn: Callable[..., Any], run: Any, kwargs: Mapping[str, Any], ex: Executor,
+                  shards: int | None) -> Any:
     from .landscape import _store_path, merge_shards, write_grid  # lazy: landscape imports this module
 
-    ex = executor or current()
     probe = fn(run, **dict(kwargs), max_points=0)
     key, kind = probe.attrs["grid_key"], probe.attrs["kind"]
     label = f"{kind} {run.spec.label()} {key[:6]}"

@@ -26,11 +26,13 @@ The run-level helpers (:func:`run_curve`, :func:`run_surface`, :func:`project_tr
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -490,19 +492,29 @@ def grid_inputs(run: Any, centre: str, d2: str, seed: int, policy: str, bias_pol
     """What a run-level grid evaluates from: its directions (:func:`run_directions`), its base point
     (θ0 or θ1 restricted to δ1's parameters) and its evaluation sets (:func:`eval_sets_for_run`).
 
-    Returns ``(dirs, base, evalsets, hashes)``. In this process ``hashes`` is ``None`` (the grid
-    engine hashes base and directions itself). On a Dask worker the four stay resident, keyed by
-    the run, these arguments and the cache root (two entries at most), with the content hashes of
-    base and the first ``n_directions`` directions: the shards of one grid that reach a worker one
-    after another read the weights and hash ~100 MB tensors once, as the model itself is built
-    once (:func:`bertscape.compute.model_of`)."""
+    Returns ``(dirs, base, evalsets, hashes)``. In a plain call ``hashes`` is ``None`` (the grid
+    engine hashes base and directions itself). Two kinds of caller keep the four, with the
+    content hashes of base and the first ``n_directions`` directions, so that the ~100 MB
+    tensors are read and hashed once:
+
+    * a Dask worker, across the shards of one grid that reach it one after another (resident,
+      keyed by the run, these arguments and the cache root, two entries at most), as the model
+      itself is built once (:func:`bertscape.compute.model_of`);
+    * the driver of a sharded grid, inside :func:`keep_grid_inputs` (its probe of the cache and
+      its read-back of the merged grid).
+    """
+    key_params = params if isinstance(params, str) else tuple(params)
+    key = (centre, d2, seed, policy, bias_policy, key_params, orthogonal, n_eval, eval_seed, str(device),
+           eval_batch_size, tuple(splits), n_directions, str(cache.cache_dir()))
     if compute.in_worker():
-        key_params = params if isinstance(params, str) else tuple(params)
-        return _resident_grid_inputs(run.spec, centre, d2, seed, policy, bias_policy, key_params, orthogonal,
-                                     n_eval, eval_seed, str(device), eval_batch_size, tuple(splits), n_directions,
-                                     str(cache.cache_dir()))
-    return (*_build_grid_inputs(run, centre, d2, seed, policy, bias_policy, params, orthogonal, n_eval, eval_seed,
-                                device, eval_batch_size, splits), None)
+        return _resident_grid_inputs(run.spec, *key)
+    memo = _driver_inputs.get()
+    if memo is None:
+        return (*_build_grid_inputs(run, centre, d2, seed, policy, bias_policy, params, orthogonal, n_eval, eval_seed,
+                                    device, eval_batch_size, splits), None)
+    if (run.spec, *key) not in memo:
+        memo[(run.spec, *key)] = _hashed_grid_inputs(run, *key)
+    return memo[(run.spec, *key)]
 
 
 def _build_grid_inputs(run: Any, centre: str, d2: str, seed: int, policy: str, bias_policy: str,
@@ -515,17 +527,42 @@ def _build_grid_inputs(run: Any, centre: str, d2: str, seed: int, policy: str, b
     return dirs, base, evalsets
 
 
-@functools.lru_cache(maxsize=2)
-def _resident_grid_inputs(spec: Any, centre: str, d2: str, seed: int, policy: str, bias_policy: str,
-                          params: str | tuple[str, ...], orthogonal: bool, n_eval: int | None, eval_seed: int,
-                          device: str, eval_batch_size: int, splits: tuple[str, ...], n_directions: int,
-                          cache_root: str) -> tuple[dict[str, Any], ParamDict, dict[str, EvalSet], tuple[str, list[str]]]:
-    """:func:`grid_inputs` on a worker, kept for the next shard (see there)."""
-    dirs, base, evalsets = _build_grid_inputs(compute.cached_run(spec), centre, d2, seed, policy, bias_policy,
+def _hashed_grid_inputs(run: Any, centre: str, d2: str, seed: int, policy: str, bias_policy: str,
+                        params: str | tuple[str, ...], orthogonal: bool, n_eval: int | None, eval_seed: int,
+                        device: str, eval_batch_size: int, splits: tuple[str, ...], n_directions: int,
+                        cache_root: str) -> tuple[dict[str, Any], ParamDict, dict[str, EvalSet], tuple[str, list[str]]]:
+    """:func:`grid_inputs` with the hashes of base and directions (``cache_root`` only keys memos)."""
+    dirs, base, evalsets = _build_grid_inputs(run, centre, d2, seed, policy, bias_policy,
                                               params if isinstance(params, str) else list(params), orthogonal,
                                               n_eval, eval_seed, torch.device(device), eval_batch_size, splits)
     hashes = (content_hash(base), [content_hash(dirs[f"d{j + 1}"]) for j in range(n_directions)])
     return dirs, base, evalsets, hashes
+
+
+@functools.lru_cache(maxsize=2)
+def _resident_grid_inputs(spec: Any, *key: Any) -> tuple[dict[str, Any], ParamDict, dict[str, EvalSet], tuple[str, list[str]]]:
+    """:func:`grid_inputs` on a worker, kept for the next shard (see there)."""
+    return _hashed_grid_inputs(compute.cached_run(spec), *key)
+
+
+_driver_inputs: contextvars.ContextVar[dict[tuple, Any] | None] = contextvars.ContextVar(
+    "bertscape_grid_inputs", default=None)
+
+
+@contextlib.contextmanager
+def keep_grid_inputs() -> Iterator[None]:
+    """Inside this block, :func:`grid_inputs` builds and hashes the inputs of each grid once and
+    reuses them (the driver of a sharded grid calls the grid twice: a probe of the cache before the
+    shards, the read-back of the merged grid after). Nested blocks share the outer memo; it is
+    dropped when the outermost block ends."""
+    if _driver_inputs.get() is not None:
+        yield
+        return
+    token = _driver_inputs.set({})
+    try:
+        yield
+    finally:
+        _driver_inputs.reset(token)
 
 
 def run_curve(run: Any, alphas: Any = None, n_eval: int | None = DEFAULT_CURVE_N_EVAL, eval_seed: int = 0,

@@ -89,15 +89,19 @@ def test_in_process_is_the_default_and_imports_no_dask(monkeypatch):
         ex.run([], retries=-1)
 
 
-def test_grid_on_two_workers_equals_the_in_process_grid(cluster, tiny_run):
+def test_grid_on_two_workers_equals_the_in_process_grid(cluster, tiny_run, monkeypatch):
     local = L.run_surface(tiny_run, store=None, **GRID)  # in this process, nothing stored
     cluster.client.run(compute.resident_model.cache_clear)
     before = len(cluster.log)
+    builds = []
+    build = L._build_grid_inputs
+    monkeypatch.setattr(L, "_build_grid_inputs", lambda *a, **k: builds.append(1) or build(*a, **k))
     with compute.use(cluster):
         assert compute.fans_out({"store": "auto"})
         remote = L.run_surface(tiny_run, **GRID)
     _assert_same_grid(local, remote)
     assert remote.attrs["complete"] == 1 and bool(remote["done"].all())
+    assert len(builds) == 1  # the driver's probe and read-back share one build of the grid's inputs
     # merged into the grid's one file; the shard files are gone
     key = remote.attrs["grid_key"]
     files = _grid_files(key)

@@ -227,6 +227,17 @@ def test_run_level_helpers_on_a_tiny_run(tiny_bert):
     seen, cb = _counting()
     L.run_curve(run, alphas, n_eval=16, device="cpu", callback=cb)
     assert seen == []  # cached
+    # the driver of a sharded grid keeps the grid's inputs and their hashes for its second call
+    args = ("theta0", "random", 0, "filter", "whole", "all", True, 16, 0, torch.device("cpu"), 64, ("train", "dev"))
+    assert L.grid_inputs(run, *args)[3] is None
+    with L.keep_grid_inputs():
+        first = L.grid_inputs(run, *args)
+        with L.keep_grid_inputs():
+            assert L.grid_inputs(run, *args) is first
+        assert first[3] == (D.content_hash(first[1]), [D.content_hash(first[0]["d1"]), D.content_hash(first[0]["d2"])])
+        keyed = L.run_curve(run, alphas, n_eval=16, device="cpu", max_points=0)  # its hashes key the same grid
+        assert keyed.attrs["grid_key"] == curve.attrs["grid_key"] and bool(keyed["done"].all())
+    assert L._driver_inputs.get() is None
     surf = L.run_surface(run, [0.0, 1.0], [-0.5, 0.0, 0.5], n_eval=16, device="cpu")
     assert abs(surf.attrs["cos_d1_d2"]) < 1e-6 and surf.attrs["d2_kind"] == "random"
     assert float(surf["train_loss"].sel(alpha=1.0, beta=0.0)) == pytest.approx(
