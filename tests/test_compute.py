@@ -182,6 +182,27 @@ def test_failing_units_are_retried_then_reported(cluster, tmp_path):
         raise compute.UnitsFailed([by["gives up"]])
 
 
+def waiting_here(seconds: float) -> tuple[str, int]:
+    """On a worker: its address and how many units it holds that have not finished (this one included)."""
+    from distributed import get_worker
+
+    time.sleep(seconds)
+    worker = get_worker()
+    unfinished = ("waiting", "ready", "constrained", "executing", "long-running")
+    return worker.address, sum(ts.state in unfinished for ts in worker.state.tasks.values())
+
+
+def test_units_go_to_workers_as_they_free_up(cluster):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    out = cluster.run([compute.Unit(f"wait {i}", waiting_here, (0.3,)) for i in range(8)], progress=False)
+    assert all(o.ok for o in out)
+    # no unit was queued behind another on a worker: a free worker would have waited for it
+    assert [o.value[1] for o in out] == [1] * 8
+    assert len({o.value[0] for o in out}) == 2  # both workers took units
+
+
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in root.rglob("*") if p.is_file()}
