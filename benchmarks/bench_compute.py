@@ -91,6 +91,21 @@ def _point_seconds() -> float:
     return seconds
 
 
+def _few_points(spec, kw: dict, n: int) -> float:
+    """Seconds to evaluate the grid's first ``n`` points (in memory) in this process, after one
+    point to warm up: the same work in the driver and on a worker, to compare their speed."""
+    import time as _time
+
+    from bertscape import compute as _compute
+    from bertscape import landscape as _landscape
+
+    run = _compute.cached_run(spec)
+    _landscape.run_surface(run, store=None, max_points=1, **kw)
+    start = _time.perf_counter()
+    _landscape.run_surface(run, store=None, max_points=n, **kw)
+    return _time.perf_counter() - start
+
+
 def _noop(x: int) -> int:
     return x
 
@@ -196,6 +211,15 @@ def main() -> None:
                 print(f"pass {r + 1}: {name} {times[name][-1]:.1f} s, evaluating points {points[name][-1]:.1f} s",
                       flush=True)
 
+        # the speed of evaluating points on a worker and here, on the same few points, alternated
+        # in short turns (so that both see the same machine)
+        speed = []
+        for _ in range(2 * args.repeats):
+            here = _few_points(spec, kw, 6)
+            there = clusters[1].client.submit(_few_points, spec, kw, 6, pure=False).result()
+            speed.append(there / here - 1)
+        print("6 points, worker vs here:", " ".join(f"{100 * x:+.1f} %" for x in speed), flush=True)
+
         # bare round trip of a unit
         units = [compute.Unit(f"noop {i}", _noop, (i,)) for i in range(200)]
         clusters[1].run(units[:10], progress=False)
@@ -243,6 +267,9 @@ def main() -> None:
          _spread(outside), "", "", f"{100 * _median(outside) / t_loop:.1f} % of the plain loop", "per grid"),
         row(f"2 workers, {shards2} shards", "2", f"speed-up ×{speedup:.2f} over 1 worker, ×{vs_loop:.2f} over the "
             "plain loop", f"{os.cpu_count()} cores; points: each worker's sum"),
+        ("evaluating 6 points on a worker vs in this process, alternated", None, "", "", "",
+         f"{100 * _median(speed):+.1f} % (median of {len(speed)} turns; range {100 * min(speed):+.1f} … "
+         f"{100 * max(speed):+.1f} %)", "ratio, not seconds"),
         ("bare unit round trip (200 no-op units, 1 worker)", bare, "", "", "", f"plain call {plain * 1e6:.1f} µs",
          "per unit, one in flight per worker thread"),
     ]
@@ -260,7 +287,7 @@ def main() -> None:
               "is the wall time besides it.")
     md = ("| configuration | wall s (median) | range | evaluating points s | rest s | result | note |\n"
           "|---|---|---|---|---|---|---|\n") + "\n".join(
-        f"| {a} | {b:.3f} | {' | '.join(rest_)} |" if b < 1 else f"| {a} | {b:.1f} | {' | '.join(rest_)} |"
+        f"| {a} | {'' if b is None else f'{b:.3f}' if b < 1 else f'{b:.1f}'} | {' | '.join(rest_)} |"
         for a, b, *rest_ in rows)
     print(header + "\n\n" + md)
     if args.write:
