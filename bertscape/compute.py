@@ -560,8 +560,9 @@ def _sharded_grid(fn: Callable[..., Any], run: Any, kwargs: Mapping[str, Any], e
     keys = {o.value["grid_key"] for o in outcomes}
     if keys != {key}:
         raise BertscapeError(f"the workers computed grid {sorted(keys)} where this process expects {key}: they "
-                             "resolve the device or precision differently (precision 'auto' is bf16 on a GPU, "
-                             "fp32 on a CPU); set the precision explicitly or drive from the same kind of machine")
+                             "resolve the device or precision differently (precision 'auto' is bf16 on a GPU and, "
+                             "on a CPU, whichever of bf16 and fp32 measured faster there); set the precision "
+                             "explicitly or drive from the same kind of machine")
     paths = [o.value["path"] for o in outcomes]
     write_grid(merge_shards(paths), _store_path("auto", kind, key, (0, 1)))
     for p in paths:

@@ -12,7 +12,7 @@ from . import cache
 from .data import Batch, Encoded, Task, eval_batches
 from .errors import bad_value
 from .metrics import compute_metrics, dev_error
-from .models import autocast_dtype
+from .precision import autocast_dtype
 
 
 @dataclass

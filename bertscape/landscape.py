@@ -48,7 +48,8 @@ from .data import subset_indices
 from .errors import BertscapeError, bad_value
 from .evaluate import EvalSet, check_evalsets, evaluate, evaluate_sets, prepare_eval
 from .flatness import grid_axis
-from .models import autocast_dtype, load_state, resolve_device, trainable_state
+from .models import load_state, resolve_device, trainable_state
+from .precision import resolve as resolve_precision
 from .profiles import DEFAULT_PROFILE, get_profile
 from .progress import progress_enabled
 from .train import run_data
@@ -82,11 +83,6 @@ def _check_shard(shard: Any) -> tuple[int, int]:
     if not ok:
         raise bad_value("shard", shard, "a pair (i, n) of integers with n >= 1 and 0 <= i < n")
     return int(shard[0]), int(shard[1])
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``/``fp32``/``bf16`` → the precision actually used on ``device`` (``fp32`` or ``bf16``)."""
-    return "bf16" if autocast_dtype(precision, device) is not None else "fp32"
 
 
 def _store_path(store: str | Path | None, kind: str, key: str, shard: tuple[int, int]) -> Path | None:

@@ -45,7 +45,8 @@ from .curvature import curvature_by_group
 from .errors import BertscapeError, bad_value, check_positive_int
 from .landscape import curve_1d, eval_sets_for_run
 from .evaluate import EvalSet, check_evalsets, evaluate_sets, prepare_eval
-from .models import autocast_dtype, load_state, resolve_device
+from .models import load_state, resolve_device
+from .precision import autocast_dtype, resolve as resolve_precision
 from .profiles import DEFAULT_PROFILE, get_profile
 from .progress import progress_enabled
 
@@ -723,7 +724,7 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
     measures, views, a = _check_analysis(measures, views, alphas, orders, curve_sets, precision, n_train_eval,
                                          n_dev_eval, n_hessian, lanczos_steps, cka_tokens)
     dev = resolve_device(device)
-    prec = ("bf16" if dev.type == "cuda" else "fp32") if precision == "auto" else precision
+    prec = resolve_precision(precision, dev)
     keys = _measure_keys(run, a, views, orders, curve_sets, prec, n_train_eval, n_dev_eval, seed, n_hessian,
                          lanczos_steps, cka_tokens)
     folder = cache.subdir("layers")

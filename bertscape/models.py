@@ -161,14 +161,3 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise bad_value("device", device, "'cpu' or 'auto' (no CUDA device is available here)")
     return dev
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``precision`` (``auto``: bf16 on GPU, fp32 on CPU)."""
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    raise bad_value("precision", precision, ("auto", "fp32", "bf16"))

@@ -52,13 +52,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from .errors import BertscapeError, bad_value, check_positive_int
+from .precision import PRECISIONS
 from .spec import SCHEDULES, FineTuning, RunSpec, field_help, redefault, setting
 
 __all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "DEFAULT_PROFILE", "get_profile", "from_params",
            "profile_table"]
 
 _INITS = ("pretrained", "scratch")
-_PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,9 +107,9 @@ class Profile(FineTuning):
     curve_points: int = setting(41, "Points of the 1D curve f(α) = L(θ0 + α·δ1).")
     curve_range: tuple[float, float] = setting((-0.5, 1.5), "α range of the 1D curve.")
     curve_n_eval: int = setting(256, "Sentences (per split, train and dev) each curve point is evaluated on.")
-    curve_precision: str = setting("bf16", """Precision of curve (and per-layer curve/restore) evaluations:
-        bf16 autocast, ~2x faster on a CPU with AMX for a loss change of ~1e-5; ``fp32`` for exact values,
-        ``auto`` = bf16 on GPU only.""")
+    curve_precision: str = setting("auto", """Precision of curve (and per-layer curve/restore) evaluations:
+        ``auto`` = bf16 autocast where it is faster (a GPU; a CPU with native bf16, where it measured ~2× faster
+        for a loss change of ~1e-5), else fp32 (:mod:`bertscape.precision`); ``fp32`` or ``bf16`` pin it.""")
     layer_alphas: tuple[float, ...] = setting((0.0, 0.25, 0.5, 0.75, 1.0, 1.25), """α values of the per-layer
         curves (one layer moved along its own δ1 block, the others at θ1); must hold 0 and 1, and 1 ± h for
         the finite-difference curvature at θ1.""")
@@ -126,8 +126,9 @@ class Profile(FineTuning):
         basin's edge lies inside every surface; a fixed β range of ±1 showed only vertical bands (δ2 must
         move ~15–20× as far as δ1 before the loss rises).""")
     grid_n_eval: int = setting(256, "Sentences (per split) each grid point is evaluated on.")
-    grid_precision: str = setting("bf16", """Precision of grid evaluations (bf16 autocast is ~2.3× faster on a
-        CPU with AMX; loss changes ~2e-5).""")
+    grid_precision: str = setting("auto", """Precision of grid, line-search and segment evaluations: ``auto``
+        (bf16 autocast where it is faster: a GPU, or a CPU with native bf16, where it measured ~2.3× faster for a
+        loss change of ~2e-5; else fp32), ``fp32`` or ``bf16``.""")
     eval_batch_size: int = setting(64, "Batch size of landscape evaluations (64 was fastest on CPU).")
 
     # ------------------------------------------------------------------ linear mode connectivity
@@ -186,8 +187,8 @@ class Profile(FineTuning):
         if self.long_schedule not in SCHEDULES:
             raise bad_value("long_schedule", self.long_schedule, SCHEDULES)
         for name in ("curve_precision", "grid_precision"):
-            if getattr(self, name) not in _PRECISIONS:
-                raise bad_value(name, getattr(self, name), _PRECISIONS)
+            if getattr(self, name) not in PRECISIONS:
+                raise bad_value(name, getattr(self, name), PRECISIONS)
         # The fine-tuning fields are RunSpec's (same names): building every main-run spec applies
         # RunSpec's rules to them (task names, sizes, data_seed, device, precision …), one set of rules.
         for task in self.tasks:
@@ -338,7 +339,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "quick": Profile(
         name="quick", description="default; MiniLM on movie reviews, whole book in about 26 min on a 2-core CPU",
-        model="embedded", tasks=("movies",), precision="bf16", curve_points=21, lmc_seeds=(0, 1),
+        model="embedded", tasks=("movies",), curve_points=21, lmc_seeds=(0, 1),
         # sized for the 30-minute budget on 2 cores (the module docstring has the measured builds):
         # 7 β rows on the θ0-centred surface (the θ1-centred basin grid keeps 9 a side), 224
         # sentences a landscape point (standard errors ×1.07 against 256), 8 Hessian products per
@@ -352,16 +353,16 @@ PROFILES: dict[str, Profile] = {
         long_n_train=None, long_epochs=10, curve_points=41, curve_n_eval=1024, control_lrs=("pretrained", "scratch"),
         layer_alphas=tuple(round(-0.5 + 0.125 * i, 3) for i in range(17)), layer_hessian_steps=20, cka_tokens=16384,
         grid_points=(31, 31), grid_alpha=(-1.0, 2.0), grid_beta=(-2.0, 2.0), grid_n_eval=1024,
-        grid_precision="auto", eval_batch_size=256, hessian_steps=50, hessian_n_eval=1024,
+        eval_batch_size=256, hessian_steps=50, hessian_n_eval=1024,
     ),
     "gpu": Profile(
         name="gpu", description="one GPU: MiniLM on the whole movies task, three seeds, 31×31 grids",
         model="embedded", tasks=("movies",), seeds=(0, 1, 2), n_train=None, n_dev=None, epochs=3,
         evals_per_epoch=4, n_checkpoints=20, control_lrs=("pretrained", "scratch"), long_n_train=1000,
-        long_epochs=10, curve_points=41, curve_n_eval=1024, curve_precision="auto",
+        long_epochs=10, curve_points=41, curve_n_eval=1024,
         layer_alphas=tuple(round(-0.5 + 0.125 * i, 3) for i in range(17)), layer_hessian_steps=10,
         cka_tokens=16384, grid_points=(31, 31), grid_alpha=(-1.0, 2.0), grid_beta=(-2.0, 2.0), grid_n_eval=1024,
-        grid_precision="auto", eval_batch_size=256, hessian_steps=30, hessian_n_eval=256,
+        eval_batch_size=256, hessian_steps=30, hessian_n_eval=256,
     ),
 }
 PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)

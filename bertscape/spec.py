@@ -16,6 +16,7 @@ from . import cache, versions
 from .data import get_task
 from .errors import bad_value, check_positive_int
 from .models import INITS
+from .precision import PRECISIONS, resolve as resolve_precision
 
 #: Default peak learning rates. At the quick size (2,000 sentences, 63 steps an epoch) the
 #: BERT paper's 2e-5 under-trains the pre-trained model and scratch needs a larger step to leave
@@ -73,8 +74,9 @@ class FineTuning:
         θ0 and θ1 included (for the projected path).""")
     device: str = setting("auto", """``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``; used for training
         and landscapes.""")
-    precision: str = setting("auto", """Training precision: ``auto`` (bf16 autocast on GPU, fp32 on CPU),
-        ``fp32`` or ``bf16``.""")
+    precision: str = setting("auto", """Training precision: ``auto`` (bf16 autocast on a GPU; on a CPU bf16
+        only where a one-off calibration measured it faster than fp32, see :mod:`bertscape.precision`), ``fp32``
+        or ``bf16`` (a pinned bf16 on a CPU without native bf16 warns: it is emulated, many times slower).""")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,8 +133,8 @@ class RunSpec(FineTuning):
             raise bad_value("weight_decay", self.weight_decay, "a number >= 0")
         if not isinstance(self.max_grad_norm, (int, float)) or self.max_grad_norm <= 0:
             raise bad_value("max_grad_norm", self.max_grad_norm, "a number > 0")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise bad_value("precision", self.precision, ("auto", "fp32", "bf16"))
+        if self.precision not in PRECISIONS:
+            raise bad_value("precision", self.precision, PRECISIONS)
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise bad_value("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
         if not isinstance(self.model, str) or not self.model:
@@ -158,14 +160,15 @@ class RunSpec(FineTuning):
         up to float noise, and a GPU run should be reused on CPU) plus code and data versions."""
         d = self.to_dict()
         d.pop("device")
-        if d["precision"] == "auto":  # resolve: bf16 on a GPU, fp32 on CPU
-            import torch
-
-            on_gpu = self.device.startswith("cuda") or (self.device == "auto" and torch.cuda.is_available())
-            d["precision"] = "bf16" if on_gpu else "fp32"
+        d["precision"] = self.resolved_precision()  # results differ by precision: "auto" never keys a run
         if d["glue_dir"] is not None:
             d["glue_dir"] = os.path.abspath(d["glue_dir"])
         return cache.stable_hash({"spec": d, "code": versions.version("runs"), "data": versions.version("data")})
+
+    def resolved_precision(self) -> str:
+        """The precision this run trains in on this machine: ``precision`` with ``auto`` resolved
+        (:func:`bertscape.precision.resolve`: bf16 on a GPU; on a CPU bf16 only where it measured faster)."""
+        return resolve_precision(self.precision, self.device)
 
     def label(self) -> str:
         """Short human label, e.g. ``movies/pretrained/s0``."""

@@ -35,6 +35,7 @@ from .directions import norm, sub
 from .evaluate import evaluate
 from .flatness import barrier_height, count_rises, sublevel_area
 from .models import load_state, resolve_device
+from .precision import describe as describe_precision, resolve as resolve_precision
 from .profiles import DEFAULT_PROFILE, Profile, from_params
 from .train import RunResult, train
 
@@ -99,6 +100,12 @@ def _device(P: Profile):
     return resolve_device(P.device)
 
 
+def _prec(P: Profile, field: str) -> str:
+    """A precision field of the profile resolved on its device (``auto`` → ``fp32``/``bf16``,
+    :func:`bertscape.precision.resolve`): what the computation uses and what its cache key holds."""
+    return resolve_precision(getattr(P, field), P.device)
+
+
 # ----------------------------------------------------------------------------- landscapes
 
 @functools.lru_cache(maxsize=64)
@@ -106,7 +113,7 @@ def curves(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset]:
     """1D curves f(α) = L(θ0 + α·δ1) of the main runs, on training and dev subsets (every
     sentence's loss kept, for the paired bootstrap of claim 2)."""
     return {init: landscape.run_curve(run, alphas=P.curve_axis(), n_eval=P.curve_n_eval,
-                                      precision=P.curve_precision, device=P.device,
+                                      precision=_prec(P, "curve_precision"), device=P.device,
                                       eval_batch_size=P.eval_batch_size, per_sample=True)
             for init, run in main_runs(P, task, seed).items()}
 
@@ -122,10 +129,10 @@ def widths(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING)
             dev = _device(P)
             ev = landscape.eval_sets_for_run(run, P.grid_n_eval, seed, dev, P.eval_batch_size, splits=("train",))["train"]
             d2 = landscape.run_directions(run, seed=seed)["d2"]
-            return linesearch.run_widths(run, d2, ev, FLAT_EPS, seed, P.grid_precision, dev)
+            return linesearch.run_widths(run, d2, ev, FLAT_EPS, seed, _prec(P, "grid_precision"), dev)
 
         key = {"run": run.spec.key(), "n": P.grid_n_eval, "seed": seed, "eps": FLAT_EPS,
-               "precision": P.grid_precision, "rules": [linesearch.REFINE_STEPS, linesearch.CAP_DISPLACEMENTS,
+               "precision": _prec(P, "grid_precision"), "rules": [linesearch.REFINE_STEPS, linesearch.CAP_DISPLACEMENTS,
                                                           linesearch.FIRST_STEP_DISPLACEMENTS, linesearch.N_BOOT,
                                                           linesearch.GUARD_FACTOR, linesearch.GUARD_SE]}
         out[init] = cache.memo_json("widths", key, compute)
@@ -155,7 +162,7 @@ def surfaces(P: Profile, task: str, seed: int = 0, centre: str = "theta0", d2: s
         b = float(f"{half_width(P, task, seed, init):.3g}")
         out[init] = landscape.run_surface(run, alphas=alphas, betas=[round(x * b, 10) for x in unit_betas],
                                           centre=centre, d2=d2, seed=seed, n_eval=P.grid_n_eval,
-                                          precision=P.grid_precision, device=P.device,
+                                          precision=_prec(P, "grid_precision"), device=P.device,
                                           eval_batch_size=P.eval_batch_size, per_sample=True)
         out[init].attrs["beta_unit"] = b
     return out
@@ -175,7 +182,7 @@ def trajectories(P: Profile, task: str, seed: int = 0) -> dict[str, pd.DataFrame
             dirs = landscape.run_directions(run, seed=seed)
             model = run.model("theta0", device=str(_device(P)))
             df = landscape.project_trajectory(run, dirs["d1"], dirs["d2"], surface=s, model=model,
-                                              precision=P.grid_precision)
+                                              precision=_prec(P, "grid_precision"))
             return df.to_dict(orient="list")
 
         out[init] = pd.DataFrame(cache.memo_json("trajectory", {"grid": s.attrs.get("grid_key"), "run": run.spec.key()},
@@ -279,7 +286,7 @@ def basin_surfaces(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset
         def grid(alphas: list[float], betas: list[float], run=run, half_a=half_a, half_b=half_b) -> xr.Dataset:
             return landscape.run_surface(run, alphas=[round(x * half_a, 10) for x in alphas],
                                          betas=[round(x * half_b, 10) for x in betas], centre="theta1", seed=seed,
-                                         n_eval=P.grid_n_eval, precision=P.grid_precision, device=P.device,
+                                         n_eval=P.grid_n_eval, precision=_prec(P, "grid_precision"), device=P.device,
                                          eval_batch_size=P.eval_batch_size, per_sample=True, splits=("train",))
 
         s = grow_basin_grid(grid, P.grid_points[0], BASIN_GROWTH_STEPS)
@@ -360,7 +367,7 @@ def layer_reports(P: Profile, task: str, seed: int = 0) -> dict[str, layers.Laye
     return {init: layers.analyze_run(run, n_train_eval=n, n_dev_eval=n, n_hessian=P.hessian_n_eval,
                                      alphas=P.layer_alphas, lanczos_steps=P.layer_hessian_steps, cka_tokens=P.cka_tokens,
                                      seed=seed,
-                                     precision=P.curve_precision, device=P.device, curve_sets=("train",),
+                                     precision=_prec(P, "curve_precision"), device=P.device, curve_sets=("train",),
                                      orders=("bottom-up", "top-down"))
             for init, run in main_runs(P, task, seed).items()}
 
@@ -383,9 +390,9 @@ def theta1_evals(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PA
             dev = _device(P)
             sets = landscape.eval_sets_for_run(run, run.meta["n_dev"], seed, dev, P.eval_batch_size)
             model = run.model("theta1", device=str(dev))
-            return {name: _eval_arrays(model, es, P.precision) for name, es in sets.items()}
+            return {name: _eval_arrays(model, es, _prec(P, "precision")) for name, es in sets.items()}
 
-        res = cache.memo_json("theta1-eval", {"run": run.spec.key(), "seed": seed, "precision": P.precision}, compute)
+        res = cache.memo_json("theta1-eval", {"run": run.spec.key(), "seed": seed, "precision": _prec(P, "precision")}, compute)
         out[init] = {f"{split}_{k}": np.asarray(v) for split, d in res.items() for k, v in d.items()}
     return out
 
@@ -411,10 +418,10 @@ def restore_predictions(P: Profile, task: str, seed: int = 0) -> dict[str, dict[
             for which, order in (("bottom", "bottom-up"), ("top", "top-down")):
                 load_state(model, theta1)
                 load_state(model, {n: theta0[n] for n in lm.names_of(restored[order])})
-                res[which] = _eval_arrays(model, es, P.precision)["pred"]
+                res[which] = _eval_arrays(model, es, _prec(P, "precision"))["pred"]
             return res
 
-        res = cache.memo_json("restore-third", {"run": run.spec.key(), "seed": seed, "precision": P.precision}, compute)
+        res = cache.memo_json("restore-third", {"run": run.spec.key(), "seed": seed, "precision": _prec(P, "precision")}, compute)
         out[init] = {"labels": at_theta1[init]["dev_labels"], "full": at_theta1[init]["dev_pred"],
                      **{k: np.asarray(v) for k, v in res.items()}}
     return out
@@ -444,7 +451,7 @@ def segments(P: Profile, task: str) -> list[dict[str, Any]]:
     out = []
     for kind, (ia, sa), (ib, sb) in pairs:
         curve = landscape.run_segment(by_init[ia][sa], by_init[ib][sb], ts, n_eval=P.grid_n_eval,
-                                      precision=P.grid_precision, device=P.device,
+                                      precision=_prec(P, "grid_precision"), device=P.device,
                                       eval_batch_size=P.eval_batch_size, per_sample=True)
         out.append({"kind": kind, "a": f"{_SHORT[ia]} s{sa}", "b": f"{_SHORT[ib]} s{sb}", "curve": curve})
     return out
@@ -701,7 +708,15 @@ def profile_summary(P: Profile) -> str:
     return (f"**Profile `{P.name}`** ({P.description}): model `{P.model}`, task(s) {', '.join(f'`{t}`' for t in P.tasks)}, "
             f"seed(s) {', '.join(map(str, P.seeds))}; {n_train} training sentences × {P.epochs} epochs, "
             f"max length {P.max_length}; 1D curves of {P.curve_points} points and {P.grid_points[0]}×{P.grid_points[1]} "
-            f"surfaces on {P.grid_n_eval} sentences per split.")
+            f"surfaces on {P.grid_n_eval} sentences per split. {precision_summary(P)}")
+
+
+def precision_summary(P: Profile) -> str:
+    """Which precision this execution computed in (each profile field resolved on its device) and why."""
+    fields = {"training": "precision", "curves": "curve_precision", "grids": "grid_precision"}
+    used = ", ".join(f"{k} {_prec(P, f)}" + (" (auto)" if getattr(P, f) == "auto" else " (pinned)")
+                     for k, f in fields.items())
+    return f"Precision: {used}; Hessians fp32; {describe_precision(resolve_device(P.device))}."
 
 
 def final_metrics(P: Profile, task: str) -> pd.DataFrame:

@@ -31,7 +31,8 @@ from . import cache
 from .data import Encoded, encode, load_split, subset_indices, train_batches
 from .errors import check_positive_int
 from .evaluate import evaluate, forward_logits, loss_fn, prepare_eval
-from .models import autocast_dtype, build_model, load_state, load_tokenizer, resolve_device, trainable_state
+from .models import build_model, load_state, load_tokenizer, resolve_device, trainable_state
+from .precision import autocast_dtype
 from .progress import progress_enabled
 from .spec import RunSpec
 
