@@ -5,12 +5,12 @@ Effectiveness of BERT* (EMNLP-IJCNLP 2019).
 
 What a notebook needs::
 
-    from bertscape import plots, report, study
+    from bertscape import claims, plots, report, study
 
     P = study.start("quick")                    # a Profile: the experiment's size and settings
     curves = study.curves(P, "movies")          # any experiment of the book, cached
     plots.curve_1d(curves)
-    study.verdict(P, "01")                      # the chapter's claims, verdicts and table
+    claims.verdict(P, "01")                     # the chapter's claims, verdicts and table
 
 :data:`__all__` is that surface: the profile and run configuration, and the modules a chapter
 calls (``from bertscape import *`` imports them; a plain ``import bertscape`` does not, so a
@@ -27,5 +27,5 @@ __all__ = [
     # configuration: an experiment's profile (and the papermill parameters that pick it), one run
     "Profile", "PROFILE_NAMES", "DEFAULT_PROFILE", "get_profile", "from_params", "RunSpec",
     # the modules a chapter calls
-    "study", "plots", "report", "scorecard", "widgets", "landscape", "flatness", "layers",
+    "study", "claims", "plots", "report", "scorecard", "widgets", "landscape", "flatness", "layers",
 ]

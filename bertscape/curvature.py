@@ -13,7 +13,7 @@ PyTorch's "math" SDPA kernel, the one with a second derivative.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -128,6 +128,99 @@ def hessian_trace(model: torch.nn.Module, evalset: EvalSet, n_samples: int = 50,
         else:
             res = hutch_plus_plus(op, num_matvecs=n_samples, seed=seed)
     return (float(res.estimate), float(res.stderr)) if return_stderr else float(res.estimate)
+
+
+def _flat(model: torch.nn.Module, u: Mapping[str, torch.Tensor], names: Sequence[str] | None = None) -> torch.Tensor:
+    """``u`` as one flat fp32 vector in the order of the operator's parameters (the model's trainable
+    parameters in ``named_parameters`` order, those of ``names`` when given; absent names are zero)."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad and (names is None or n in names)]
+    return torch.cat([(u[n].to(p.device, torch.float32) if n in u else torch.zeros_like(p, dtype=torch.float32))
+                      .reshape(-1) for n, p in params])
+
+
+def batch_quadratic_forms(model: torch.nn.Module, batches: Sequence[EvalSet],
+                          vectors: Mapping[str, Mapping[str, torch.Tensor] | torch.Tensor],
+                          progress: bool | None = None) -> dict[str, np.ndarray]:
+    """uᵀH_b u for every vector u and every batch b: the curvature of the mean training loss of batch b
+    along u (one Hessian-vector product per vector and batch, through the library's operator).
+
+    ``batches``: independent :class:`~bertscape.evaluate.EvalSet` s (e.g. :func:`independent_batches`);
+    ``vectors``: ``{name: ParamDict}`` (a direction over the model's parameters; absent parameters are
+    zero) or ``{name: flat tensor}`` in the operator's order. With equal batch sizes the mean over
+    batches is uᵀHu on all their sentences (the Hessian of a mean loss is the mean of the Hessians),
+    and the spread over batches is that value's sampling error over sentences.
+    Returns ``{name: array of one value per batch}``."""
+    flat = {k: (v if torch.is_tensor(v) and v.dim() == 1 else _flat(model, v)) for k, v in vectors.items()}
+    out = {k: np.empty(len(batches)) for k in flat}
+    bar = tqdm(total=len(batches) * len(flat), desc="quadratic forms", leave=False,
+               disable=not progress_enabled(progress))
+    try:
+        with second_order_mode(model):
+            for b, es in enumerate(batches):
+                op = _in_float64(hessian_operator(model, es))
+                for k, v in flat.items():
+                    vv = v.to(op.device, op.dtype)
+                    out[k][b] = float(torch.dot(vv, op.matvec(vv)))
+                    bar.update(1)
+    finally:
+        bar.close()
+    return out
+
+
+def batch_traces(model: torch.nn.Module, batches: Sequence[EvalSet], n_probes: int, seed: int = 0) -> np.ndarray:
+    """Hutchinson estimates of tr(H_b), one per batch, from the same ``n_probes`` Rademacher probes for
+    every batch: their mean is the trace on all the sentences, their spread over batches its sampling
+    error (sentences and probes together)."""
+    check_positive_int("n_probes", n_probes)
+    with second_order_mode(model):
+        size = hessian_operator(model, batches[0]).size
+    gen = torch.Generator().manual_seed(int(seed))
+    probes = {f"z{j}": (torch.randint(0, 2, (size,), generator=gen, dtype=torch.float32) * 2 - 1)
+              for j in range(n_probes)}
+    q = batch_quadratic_forms(model, batches, probes)
+    return np.mean(np.stack(list(q.values())), axis=0)
+
+
+def independent_batches(evalset_of: Any, n: int, n_batches: int) -> list[EvalSet]:
+    """Split a set of ``n`` sentences into ``n_batches`` equal batches of randomly assigned sentences
+    (``evalset_of(indices)`` builds an :class:`~bertscape.evaluate.EvalSet` of the given sentence
+    positions as one batch): random, not length-sorted, so that batches are exchangeable samples and
+    their spread is a sampling error. ``n`` must be a multiple of ``n_batches`` (equal weights)."""
+    check_positive_int("n_batches", n_batches)
+    if n % n_batches or n < 2 * n_batches:
+        raise bad_value("n_batches", n_batches, f"a divisor of the {n} sentences with at least 2 sentences a batch")
+    perm = np.random.default_rng(2019).permutation(n)
+    return [evalset_of(np.sort(chunk)) for chunk in np.split(perm, n_batches)]
+
+
+def curvature_at(model: torch.nn.Module, batches: Sequence[EvalSet], directions: Mapping[str, Mapping[str, torch.Tensor]],
+                 lanczos_steps: int, trace_probes: int, seed: int = 0,
+                 progress: bool | None = None) -> dict[str, Any]:
+    """The curvature numbers of one point, each with a sampling error over independent batches:
+
+    * ``directional``: ``{name: {"value", "batches"}}``, uᵀHu along each of ``directions`` (mean over
+      batches, and the per-batch values);
+    * ``top_eigenvalue`` (Lanczos on all the batches together, ``lanczos_steps`` products) with
+      ``top_residual`` (the Ritz residual: Lanczos' own error) and ``top_batches``, vᵀH_b v on each
+      batch for the Ritz vector v: to first order the eigenvalue moves by vᵀ(δH)v when the sentences
+      change, so the spread of these values is the eigenvalue's sampling error;
+    * ``trace`` with ``trace_batches`` (:func:`batch_traces`).
+    """
+    merged = EvalSet(batches[0].task, [b for es in batches for b in es.batches],
+                     np.concatenate([es.labels for es in batches]), sum(es.n_tokens for es in batches),
+                     "+".join(es.fingerprint for es in batches))
+    with second_order_mode(model):
+        op = hessian_operator(model, merged)
+        steps = _lanczos_steps(op.size, lanczos_steps, 1)
+        res = lanczos(_in_float64(op), k=1, max_iter=steps, which="LA", seed=seed, reorthogonalize=True)
+    vec = res.eigenvectors[0].detach().float().cpu()
+    q = batch_quadratic_forms(model, batches, {**directions, "__top__": vec}, progress)
+    tb = q.pop("__top__")
+    tr = batch_traces(model, batches, trace_probes, seed)
+    return {"directional": {k: {"value": float(v.mean()), "batches": v.tolist()} for k, v in q.items()},
+            "top_eigenvalue": float(res.eigenvalues[0]), "top_residual": float(res.residuals[0]),
+            "top_batches": tb.tolist(), "trace": float(tr.mean()), "trace_batches": tr.tolist(),
+            "n_batches": len(batches), "lanczos_steps": steps, "trace_probes": trace_probes}
 
 
 def curvature_by_group(model: torch.nn.Module, evalset: EvalSet,

@@ -564,7 +564,7 @@ def keep_grid_inputs() -> Iterator[None]:
 def run_curve(run: Any, alphas: Any = None, n_eval: int | None = DEFAULT_CURVE_N_EVAL, eval_seed: int = 0,
               params: str | Sequence[str] = "all", precision: str = "auto", device: str = "auto",
               progress: bool | None = None, eval_batch_size: int = _DEFAULTS.eval_batch_size,
-              **kwargs: Any) -> xr.Dataset:
+              splits: Sequence[str] = ("train", "dev"), **kwargs: Any) -> xr.Dataset:
     """The paper's 1D curve of a run: f(α) = L(θ0 + α·δ1) on train and dev subsets (cached).
 
     Args:
@@ -573,17 +573,18 @@ def run_curve(run: Any, alphas: Any = None, n_eval: int | None = DEFAULT_CURVE_N
         n_eval, eval_seed: size and seed of the evaluation subsets (:func:`eval_sets_for_run`).
         params: which parameters move (:func:`~bertscape.directions.select_names`); the rest stay at θ0.
         precision, device, progress: as in :func:`evaluate_grid`.
+        splits: which of the training and dev subsets to evaluate.
         kwargs: ``shard``, ``max_points``, ``callback``, ``store`` (default ``"auto"``) …
     """
     if compute.fans_out({"store": "auto", **kwargs}):  # a distributed executor: shards on its workers
         return compute.sharded_grid(run_curve, run, dict(
             alphas=alphas, n_eval=n_eval, eval_seed=eval_seed, params=params, precision=precision, device=device,
-            progress=progress, eval_batch_size=eval_batch_size, **kwargs))
+            progress=progress, eval_batch_size=eval_batch_size, splits=tuple(splits), **kwargs))
     dev = _device(device)
     dirs, base, evalsets, hashes = grid_inputs(run, centre="theta0", d2="random", seed=0, policy="filter",
                                                bias_policy="whole", params=params, orthogonal=True, n_eval=n_eval,
                                                eval_seed=eval_seed, device=dev, eval_batch_size=eval_batch_size,
-                                               splits=("train", "dev"), n_directions=1)
+                                               splits=tuple(splits), n_directions=1)
     model = compute.model_of(run, "theta0", dev)
     attrs = {"run_key": run.spec.key(), "run_label": run.spec.label(), "centre": "theta0", "n_eval": n_eval or -1,
              "eval_seed": eval_seed, "params": json.dumps(params)}

@@ -44,7 +44,7 @@ from .directions import ParamDict, restrict
 from .curvature import curvature_by_group
 from .errors import BertscapeError, bad_value, check_positive_int
 from .landscape import curve_1d, eval_sets_for_run
-from .evaluate import EvalSet, check_evalsets, evaluate_sets, prepare_eval
+from .evaluate import EvalSet, check_evalsets, evaluate, evaluate_sets, prepare_eval
 from .models import load_state, resolve_device
 from .precision import autocast_dtype, resolve as resolve_precision
 from .profiles import DEFAULT_PROFILE, get_profile
@@ -361,6 +361,46 @@ def layer_curves(model: torch.nn.Module, theta0: ParamDict, theta1: ParamDict, e
     ds.attrs.update({"others": others, "precision": precision,
                      "description": "θ(α) = (others) with one group set to θ0_l + α·δ1_l"})
     return ds
+
+
+def fd_step(alphas: Sequence[float]) -> float:
+    """The smallest h > 0 with 1 − h and 1 + h both in ``alphas`` (the step of a centred finite
+    difference at α = 1); an error naming ``alphas`` when none exists."""
+    a = [float(x) for x in alphas]
+    steps = sorted(round(1.0 - x, 12) for x in a if x < 1.0 and any(abs(y - (2.0 - x)) < 1e-9 for y in a))
+    if not steps:
+        raise bad_value("layer_alphas", list(alphas), "α values holding 1 − h and 1 + h for some h > 0 "
+                        "(the finite-difference curvature at θ1), e.g. 0.75 and 1.25")
+    return steps[0]
+
+
+def layer_point_losses(model: torch.nn.Module, theta0: ParamDict, theta1: ParamDict, evalset: EvalSet,
+                       alphas: Sequence[float], groups: Sequence[str] | None = None,
+                       layers: LayerMap | None = None, precision: str = "auto") -> np.ndarray:
+    """Every sentence's loss with one group at θ0_l + α·δ1_l and the rest at θ1, for each group and α:
+    an array (groups, alphas, sentences) in the evaluation set's order. α = 1 (θ1 itself) is
+    evaluated once and shared. For per-sentence bootstraps of per-layer curve numbers (claim 8);
+    :func:`layer_curves` keeps only the means. The model is left holding θ1."""
+    _check_states(theta0, theta1)
+    layers = _layers_for(layers, theta0)
+    groups = _check_groups(groups, layers)
+    out = np.empty((len(groups), len(alphas), len(evalset)))
+    try:
+        load_state(model, theta1)
+        at1 = evaluate(model, evalset, precision, per_sample=True)["sample_loss"]
+        for i, g in enumerate(groups):
+            names = layers.names_of(g)
+            for j, a in enumerate(alphas):
+                if abs(float(a) - 1.0) < 1e-12:
+                    out[i, j] = at1
+                    continue
+                load_state(model, {n: theta0[n].float() + float(a) * (theta1[n].float() - theta0[n].float())
+                                   for n in names})
+                out[i, j] = evaluate(model, evalset, precision, per_sample=True)["sample_loss"]
+            load_state(model, restrict(theta1, names))
+    finally:
+        load_state(model, theta1)
+    return out
 
 
 def curve_summary(curves: xr.Dataset, h: float | None = None) -> pd.DataFrame:

@@ -172,7 +172,9 @@ def basin_along(losses_at: SampleLosses, eps: float, first: float, cap: float, r
     t = 0 when already known, e.g. shared by several directions through the same point).
 
     Returns ``lo`` (≤ 0) and ``hi`` (≥ 0), the crossings; ``width = hi − lo``; ``width_se``, the
-    bootstrap standard error over sentences; ``censored`` (1 when either side reached ``cap``);
+    bootstrap standard error over sentences, and ``boot``, its replicates (resamples drawn from
+    ``seed``: two searches over the same sentences with the same seed are paired replicate by
+    replicate); ``censored`` (1 when either side reached ``cap``);
     ``f0`` (the mean loss at t = 0), ``level`` and ``n_evals``.
     """
     base = np.asarray(losses_at(0.0) if base is None else base, dtype=np.float64)
@@ -180,7 +182,8 @@ def basin_along(losses_at: SampleLosses, eps: float, first: float, cap: float, r
     minus = search_side(lambda t: losses_at(-t), eps, first, cap, refine, base)
     boot = bootstrap_width(minus, plus, eps, n_boot, seed)
     return {"lo": -minus.crossing, "hi": plus.crossing, "width": minus.crossing + plus.crossing,
-            "width_se": float(np.std(boot, ddof=1)), "censored": int(minus.censored or plus.censored),
+            "width_se": float(np.std(boot, ddof=1)), "boot": boot.tolist(),
+            "censored": int(minus.censored or plus.censored),
             "f0": float(base.mean()), "level": float(base.mean() + eps),
             "n_evals": len(plus.t) + len(minus.t) - 1,
             "t_plus": plus.t, "loss_plus": plus.means().tolist(),
@@ -206,6 +209,8 @@ def model_losses(model: torch.nn.Module, base: ParamDict, direction: ParamDict, 
 WIDTH_DIRECTIONS: Mapping[str, str] = {
     "d1_fn": "δ1 filter-normalised to θ1 (each row of δ1 rescaled to the norm of θ1's row): common unit",
     "d2_fn": "a random Gaussian direction filter-normalised to θ1 (Li et al. 2018): common unit",
+    "d2_fn_nobias": "the same random direction with biases and LayerNorm parameters left out (zero), as Li et al. "
+                    "do: a robustness check of d2_fn",
     "d1": "δ1 = θ1 − θ0 itself: α units of the 1D curve",
     "d2": "the surface's δ2 (random, rows scaled to δ1's rows, orthogonal to δ1): β units of the figures",
 }
@@ -213,7 +218,7 @@ WIDTH_DIRECTIONS: Mapping[str, str] = {
 
 def run_widths(run, d2_plane: ParamDict, evalset, eps: float, seed: int = 0, precision: str = "auto",
                device: str | torch.device = "cpu", names: tuple[str, ...] = tuple(WIDTH_DIRECTIONS),
-               progress: bool | None = None) -> dict[str, dict[str, float]]:
+               progress: bool | None = None, boot_seed: int = 0) -> dict[str, dict[str, float]]:
     """Basin widths of a run's θ1 along the directions of :data:`WIDTH_DIRECTIONS`.
 
     Units: a step of t along a filter-normalised direction (``d1_fn``, ``d2_fn``) moves each row
@@ -222,6 +227,9 @@ def run_widths(run, d2_plane: ParamDict, evalset, eps: float, seed: int = 0, pre
     the scorecard compares widths in it. ``d1`` is in α units (1 = the whole fine-tuning move)
     and ``d2`` in the figures' β units. Each result also gives ``width_param`` (= width × ‖u‖, in
     parameter-space units) and ``width_rel`` (= width_param / ‖θ1‖).
+
+    ``seed`` draws the random directions; ``boot_seed`` the bootstrap's resamples (keep it the same for
+    runs whose widths are compared, so that their replicates pair up).
 
     The search starts at :data:`FIRST_STEP_DISPLACEMENTS` × ‖δ1‖ and stops at
     :data:`CAP_DISPLACEMENTS` × ‖δ1‖ (both converted into each direction's own units), so every
@@ -234,6 +242,7 @@ def run_widths(run, d2_plane: ParamDict, evalset, eps: float, seed: int = 0, pre
     dirs = {
         "d1_fn": lambda: filter_normalise(delta, theta1),
         "d2_fn": lambda: random_direction(theta1, seed, "filter", "whole"),
+        "d2_fn_nobias": lambda: random_direction(theta1, seed, "filter", "zero"),
         "d1": lambda: delta,
         "d2": lambda: restrict(d2_plane, delta),
     }
@@ -253,7 +262,7 @@ def run_widths(run, d2_plane: ParamDict, evalset, eps: float, seed: int = 0, pre
             try:
                 if at_theta1 is None:  # θ1 itself: the same losses for every direction
                     at_theta1 = np.asarray(f(0.0), dtype=np.float64)
-                res = basin_along(f, eps, FIRST_STEP_DISPLACEMENTS * unit, CAP_DISPLACEMENTS * unit, seed=seed,
+                res = basin_along(f, eps, FIRST_STEP_DISPLACEMENTS * unit, CAP_DISPLACEMENTS * unit, seed=boot_seed,
                                   base=at_theta1)
             finally:
                 f.reset()

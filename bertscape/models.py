@@ -97,19 +97,21 @@ def init_head(model: torch.nn.Module, seed: int) -> None:
 
 
 def build_model(model: str, init: Literal["pretrained", "scratch"], num_labels: int, seed: int,
-                regression: bool = False) -> torch.nn.Module:
+                regression: bool = False, init_seed: int | None = None) -> torch.nn.Module:
     """A sequence classifier: pre-trained weights or a seeded random init of the same config.
 
-    Both inits get a classification head drawn from the same ``seed``; the scratch body is
-    drawn from ``seed`` with the config's own initialiser.
+    Both inits get a classification head drawn from ``seed``; the scratch body is drawn with the
+    config's own initialiser from ``init_seed`` (``None``: ``seed``), so that runs of several seeds can
+    share one random starting body.
     """
     if init not in INITS:
         raise bad_value("init", init, INITS)
-    return copy.deepcopy(_built(model, init, num_labels, int(seed), bool(regression)))
+    body = int(seed if init_seed is None or init != "scratch" else init_seed)
+    return copy.deepcopy(_built(model, init, num_labels, int(seed), bool(regression), body))
 
 
 @functools.lru_cache(maxsize=4)
-def _built(model: str, init: str, num_labels: int, seed: int, regression: bool) -> torch.nn.Module:
+def _built(model: str, init: str, num_labels: int, seed: int, regression: bool, body_seed: int) -> torch.nn.Module:
     """Build once per process; callers get deep copies (models are mutated in place later)."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -121,7 +123,7 @@ def _built(model: str, init: str, num_labels: int, seed: int, regression: bool) 
     hf_logging.set_verbosity_error()  # silence "newly initialized head" notices: we re-draw it below
     hf_logging.disable_progress_bar()
     try:
-        torch.manual_seed(int(seed))
+        torch.manual_seed(body_seed)
         if init == "pretrained":
             net = AutoModelForSequenceClassification.from_pretrained(source, config=cfg)
         else:

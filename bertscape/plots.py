@@ -153,7 +153,8 @@ def _pretty(var: str) -> str:
 
 def training_curves(steps: Mapping[str, pd.DataFrame], evals: Mapping[str, pd.DataFrame] | None = None, *,
                     loss: str = "loss", metric: str | None = None, smooth: int = 9,
-                    title: str | None = None) -> plt.Figure:
+                    title: str | None = None, others: Mapping[str, Sequence[pd.DataFrame]] | None = None,
+                    other_evals: Mapping[str, Sequence[pd.DataFrame]] | None = None) -> plt.Figure:
     """Training loss (left) and, when ``evals`` is given, a dev metric (right), PT vs RI.
 
     Args:
@@ -162,6 +163,8 @@ def training_curves(steps: Mapping[str, pd.DataFrame], evals: Mapping[str, pd.Da
         loss: the loss column of ``steps``.
         metric: the dev column to plot (default: the first ``dev_*`` column that is not ``dev_loss``).
         smooth: centred rolling-mean window over steps (1 = raw); the raw curve is drawn faintly.
+        others, other_evals: per init, the same for other seeds, drawn as thin dashed running means
+            (the spread between seeds at a glance).
     """
     ncols = 2 if evals else 1
     fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 3.6), squeeze=False)
@@ -171,6 +174,11 @@ def training_curves(steps: Mapping[str, pd.DataFrame], evals: Mapping[str, pd.Da
         ax.plot(df["step"], df[loss], color=c, alpha=0.25, lw=0.8)
         y = df[loss].rolling(max(1, smooth), center=True, min_periods=1).mean()
         ax.plot(df["step"], y, color=c, lw=2, label=init_label(init))
+    for init, frames in (others or {}).items():
+        for k, df in enumerate(frames):
+            y = df[loss].rolling(max(1, smooth), center=True, min_periods=1).mean()
+            ax.plot(df["step"], y, color=init_color(init), lw=1, ls="--", alpha=0.8,
+                    label=f"{INIT_SHORT.get(init, init)}, other seeds" if k == 0 else None)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(_pretty("train_loss") + " (per batch)")
     ax.legend()
@@ -180,6 +188,10 @@ def training_curves(steps: Mapping[str, pd.DataFrame], evals: Mapping[str, pd.Da
             col = metric or next((c for c in df.columns if c.startswith("dev_") and c != "dev_loss"), "dev_loss")
             ax2.plot(df["step"], df[col], "o-", color=init_color(init), lw=2, ms=4, label=init_label(init))
             ax2.set_ylabel(col.replace("dev_", "dev ").replace("_", " "))
+        for init, frames in (other_evals or {}).items():
+            for df in frames:
+                col = metric or next((c for c in df.columns if c.startswith("dev_") and c != "dev_loss"), "dev_loss")
+                ax2.plot(df["step"], df[col], "--", color=init_color(init), lw=1, alpha=0.8)
         ax2.set_xlabel("optimiser step")
         ax2.legend()
     if title:
@@ -191,11 +203,12 @@ def training_curves(steps: Mapping[str, pd.DataFrame], evals: Mapping[str, pd.Da
 
 def curve_1d(curves: Mapping[str, Any], var: str | Sequence[str] = "train_loss", *, ax: plt.Axes | None = None,
              logy: bool = False, mark_ends: bool = True, title: str | None = None,
-             xlabel: str = ALPHA_LABEL) -> plt.Figure:
+             xlabel: str = ALPHA_LABEL, others: Mapping[str, Sequence[Any]] | None = None) -> plt.Figure:
     """1D curves f(α) per init; several ``var`` share the axes (first solid, then dashed, dotted).
 
     ``curves[init]`` is an xarray object with dimension ``alpha`` or a DataFrame with ``alpha``.
-    θ0 (α = 0) and θ1 (α = 1) are marked with vertical lines.
+    θ0 (α = 0) and θ1 (α = 1) are marked with vertical lines. ``others``: per init, the curves of
+    other seeds, their first ``var`` drawn thin (the spread between seeds).
     """
     vars_ = [var] if isinstance(var, str) else list(var)
     styles = ["-", "--", ":", "-."]
@@ -208,6 +221,11 @@ def curve_1d(curves: Mapping[str, Any], var: str | Sequence[str] = "train_loss",
                 raise KeyError(f"curve {init!r} has no column {v!r}; available: {list(df.columns)}")
             lab = init_label(init) + ("" if len(vars_) == 1 else f" — {_pretty(v)}")
             ax.plot(df["alpha"], df[v], styles[k % 4], color=init_color(init), lw=2, label=lab)
+    for init, extra in (others or {}).items():
+        for k, cur in enumerate(extra):
+            df = _curve_frame(cur).sort_values("alpha")
+            ax.plot(df["alpha"], df[vars_[0]], "-", color=init_color(init), lw=0.9, alpha=0.55,
+                    label=f"{INIT_SHORT.get(init, init)}, other seeds — {_pretty(vars_[0])}" if k == 0 else None)
     if mark_ends:
         for x, name in ((0.0, "θ0"), (1.0, "θ1")):
             ax.axvline(x, color="0.6", lw=0.8, ls=":")
@@ -496,7 +514,10 @@ def layer_lines(df: pd.DataFrame, value: str, *, x: str = "layer", ylabel: str |
 
 
 #: Colours of the segment kinds of the connectivity chapter (PT–RI in the neutral colour).
-SEGMENT_COLORS: dict[str, str] = {"PT–PT": INIT_COLORS["pretrained"], "RI–RI": INIT_COLORS["scratch"], "PT–RI": _OTHER}
+SEGMENT_COLORS: dict[str, str] = {"PT–PT": INIT_COLORS["pretrained"], "RI–RI": INIT_COLORS["scratch"],
+                                   "RI–RI (own θ0)": "#e8a77f", "PT–RI": _OTHER}
+#: Titles of the barrier matrices by segment kind.
+SEGMENT_TITLES = {"PT–PT": "PT seeds", "RI–RI": "RI seeds, one random θ0", "RI–RI (own θ0)": "RI seeds, own θ0"}
 
 
 def segment_curves(segments: Sequence[Mapping[str, Any]], vars_: Sequence[str] = ("train_loss", "dev_error"), *,
@@ -523,38 +544,116 @@ def segment_curves(segments: Sequence[Mapping[str, Any]], vars_: Sequence[str] =
 
 
 def barrier_matrix(barriers: pd.DataFrame, value: str = "barrier", *, title: str | None = None) -> plt.Figure:
-    """Barrier heights as seed × seed matrices, one per starting point (PT and RI with one colour
-    scale; the PT–RI segment is named in the title), each cell ``value ± standard error``.
+    """Barrier heights as seed × seed matrices, one per kind of segment (PT seeds; RI seeds sharing one
+    random θ0; RI seeds with their own θ0), on one colour scale, each cell the barrier with its interval
+    over the sentences ([lo, hi] when the table has ``<value>_lo``/``_hi``, else ± its s.e.).
     ``barriers`` as from :func:`bertscape.study.barriers`."""
-    kinds = [k for k in ("PT–PT", "RI–RI") if (barriers["kind"] == k).any()]
+    kinds = [k for k in SEGMENT_TITLES if (barriers["kind"] == k).any()]
     vmax = float(np.nanmax(barriers[value])) if len(barriers) else 1.0
-    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(3.6 * max(1, len(kinds)) + 0.8, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(3.5 * max(1, len(kinds)) + 0.8, 3.3), squeeze=False)
     im = None
     for ax, kind in zip(axes[0], kinds):
         sub = barriers[barriers["kind"] == kind]
         names = sorted(set(sub["a"]) | set(sub["b"]), key=lambda s: int(s.split("s")[-1]))
         idx = {n: i for i, n in enumerate(names)}
         mat = np.zeros((len(names), len(names)))
-        se = np.zeros_like(mat)
+        text = {}
         for _, r in sub.iterrows():
             i, j = idx[r["a"]], idx[r["b"]]
             mat[i, j] = mat[j, i] = r[value]
-            se[i, j] = se[j, i] = r.get(f"{value}_se", np.nan)
+            if np.isfinite(r.get(f"{value}_lo", np.nan)):
+                text[i, j] = text[j, i] = f"{r[value]:.3g}\n[{r[f'{value}_lo']:.2g}, {r[f'{value}_hi']:.2g}]"
+            else:
+                text[i, j] = text[j, i] = f"{r[value]:.3g}\n±{r.get(f'{value}_se', np.nan):.2g}"
         im = ax.imshow(mat, vmin=0, vmax=max(vmax, 1e-9), cmap="magma_r")
         for i in range(len(names)):
             for j in range(len(names)):
-                txt = "0" if i == j else f"{mat[i, j]:.3g}\n±{se[i, j]:.2g}"
-                ax.text(j, i, txt, ha="center", va="center", fontsize=8,
+                ax.text(j, i, "0" if i == j else text.get((i, j), ""), ha="center", va="center", fontsize=7.5,
                         color="white" if mat[i, j] > 0.6 * vmax else "black")
         ax.set_xticks(range(len(names)), [n.split(" ")[-1] for n in names])
         ax.set_yticks(range(len(names)), [n.split(" ")[-1] for n in names])
-        ax.set_title(f"{kind.split('–')[0]} seeds")
+        ax.set_title(SEGMENT_TITLES[kind], fontsize=10)
         ax.grid(False)
     if im is not None:
         label = {"barrier": "barrier (training loss)", "dev_error_barrier": "barrier (dev error)"}.get(value, value)
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label=label)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def barrier_distribution(barriers: pd.DataFrame, eps: float, *, title: str | None = None) -> plt.Figure:
+    """Every segment's training-loss barrier with its interval over the sentences, one row per kind of
+    segment (a strip per kind: the distribution over pairs of seeds), against the basin threshold ε
+    (dashed). ``barriers`` as from :func:`bertscape.study.barriers`."""
+    kinds = [k for k in (*SEGMENT_TITLES, "PT–RI") if (barriers["kind"] == k).any()]
+    fig, ax = plt.subplots(figsize=(7.5, 0.7 * len(kinds) + 1.2))
+    for y, kind in enumerate(kinds[::-1]):
+        sub = barriers[barriers["kind"] == kind].reset_index(drop=True)
+        jitter = np.linspace(-0.18, 0.18, len(sub)) if len(sub) > 1 else np.zeros(1)
+        for dy, (_, r) in zip(jitter, sub.iterrows()):
+            lo, hi = r.get("barrier_lo", np.nan), r.get("barrier_hi", np.nan)
+            colour = SEGMENT_COLORS.get(kind, _OTHER)
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.plot([lo, hi], [y + dy, y + dy], color=colour, lw=2)
+            ax.plot([r["barrier"]], [y + dy], "o", color=colour, ms=5.5)
+    ax.axvline(eps, color="#444444", ls="--", lw=1)
+    ax.annotate(f"ε = {eps:g}", (eps, len(kinds) - 0.45), xytext=(4, 0), textcoords="offset points", fontsize=8.5)
+    labels = [SEGMENT_TITLES.get(k, "PT with RI, first seed") for k in kinds[::-1]]
+    ax.set_yticks(range(len(kinds)), labels)
+    ax.set_ylim(-0.6, len(kinds) - 0.3)
+    ax.set_xlabel("barrier of the training loss (95 % BCa interval over sentences)")
+    ax.grid(axis="y", visible=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def flatness_ratios(frame: pd.DataFrame, *, title: str | None = None) -> plt.Figure:
+    """Is PT's optimum wider and flatter, in each unit? One panel for the widths and areas (PT ÷ RI: above 1
+    PT's basin is wider) and one for the curvatures (RI ÷ PT: above 1 PT's is flatter); one row per
+    measure, the paper's unit and the scale-invariant unit in two colours, every seed a dot and their
+    geometric mean a bar (log scale). ``frame``: ``measure``, ``unit`` (``paper``/``invariant``),
+    ``kind`` (``width``/``curvature``), ``seed``, ``ratio`` (:func:`bertscape.study.flatness_ratios`)."""
+    need = {"measure", "unit", "kind", "seed", "ratio"}
+    if missing := need - set(frame.columns):
+        raise ValueError(f"flatness_ratios(frame=...) lacks columns {sorted(missing)}")
+    colours = {"paper": "#009E73", "invariant": "#CC79A7", "raw": "#7f7f7f"}
+    names = {"paper": "paper's unit (α, β)", "invariant": "scale-invariant unit", "raw": "raw parameters"}
+    kinds = [k for k in ("width", "curvature") if (frame["kind"] == k).any()]
+    sizes = [frame[frame["kind"] == k]["measure"].nunique() for k in kinds]
+    fig, axes = plt.subplots(len(kinds), 1, figsize=(7.6, 0.42 * sum(sizes) + 1.5 * len(kinds)), squeeze=False,
+                             gridspec_kw={"height_ratios": sizes}, layout="constrained")
+    for ax, kind in zip(axes[:, 0], kinds):
+        g = frame[frame["kind"] == kind]
+        measures = list(dict.fromkeys(g["measure"]))
+        for y, m in enumerate(measures[::-1]):
+            h = g[g["measure"] == m]
+            unit = h["unit"].iloc[0]
+            r = h["ratio"].to_numpy(float)
+            bad = int(np.sum(~(np.isfinite(r) & (r > 0))))
+            r = r[np.isfinite(r) & (r > 0)]
+            if bad:  # a ratio of a negative curvature (a run on a slope, not in a bowl) has no meaning
+                ax.annotate(f"{bad} seed(s): a value ≤ 0", (1.0, y), xycoords=("axes fraction", "data"),
+                            xytext=(4, 0), textcoords="offset points", va="center", fontsize=7.5, color="#555555",
+                            annotation_clip=False)
+            if len(r):
+                gm = float(np.exp(np.mean(np.log(r))))
+                ax.barh(y, gm - 1.0, left=1.0, height=0.55, color=colours.get(unit, _OTHER), alpha=0.35)
+                ax.plot(r, np.full(len(r), y), "o", color=colours.get(unit, _OTHER), ms=5)
+        ax.axvline(1.0, color="#444444", lw=0.9)
+        ax.set_xscale("log")
+        ax.set_yticks(range(len(measures)), [textwrap.fill(m, 44) for m in measures[::-1]], fontsize=9)
+        ax.set_xlabel("PT ÷ RI (> 1: PT wider)" if kind == "width" else "RI ÷ PT (> 1: PT flatter)")
+        ax.set_title("widths and areas" if kind == "width" else "curvature at θ1", fontsize=10)
+        ax.grid(axis="y", visible=False)
+    present = set(frame["unit"])
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=6, alpha=0.6, label=names[u])
+               for u, c in colours.items() if u in present]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
 
 
 # ---------------------------------------------------------------------------- scorecard
@@ -563,15 +662,16 @@ def barrier_matrix(barriers: pd.DataFrame, value: str = "barrier", *, title: str
 VERDICT_COLORS: dict[str, str] = {"holds": "#009E73", "fails": "#D55E00", "inconclusive": "#7f7f7f"}
 
 
-def forest(frame: pd.DataFrame, *, z: float = 2.0, title: str | None = None, clip: float = 1000.0) -> plt.Figure:
+def forest(frame: pd.DataFrame, *, z: float = 1.0, title: str | None = None, clip: float = 1000.0) -> plt.Figure:
     """Forest plot of the scorecard: one row per scored quantity, one panel per task.
 
     ``frame`` is :func:`bertscape.report.forest_frame`'s: ``label``, ``task``, ``z`` (the margin on
-    the claimed side in standard errors), ``lo``/``hi`` (``z`` ∓ ``z``-threshold), ``verdict``,
-    ``note``, ``pretrained``, ``scratch``. Each row is a dot at ``z`` with the interval ``z ± Z``:
-    wholly right of 0 the row holds, wholly left it fails, across 0 it is inconclusive. The x axis is
-    symmetric-logarithmic (linear within ±5); values beyond ``clip`` are drawn at the edge. A row
-    without a usable uncertainty is a hollow grey mark at 0 with the reason.
+    the claimed side in units of its decision interval's half-width), ``lo``/``hi`` (the interval's
+    ends in the same unit), ``verdict``, ``note``, ``pretrained``, ``scratch``. Each row is a dot at
+    ``z`` with its interval: wholly right of 0 the row holds, wholly left it fails, across 0 it is
+    inconclusive (the grey band is ± ``z``, where a symmetric interval's centre must lie to cross 0).
+    The x axis is symmetric-logarithmic (linear within ±5); values beyond ``clip`` are drawn at the
+    edge. A row without an interval is a hollow grey mark at 0 with the reason.
     """
     need = {"label", "task", "z", "lo", "hi", "verdict", "note", "pretrained", "scratch"}
     if missing := need - set(frame.columns):
@@ -607,7 +707,7 @@ def forest(frame: pd.DataFrame, *, z: float = 2.0, title: str | None = None, cli
         ax.minorticks_off()
         ax.set_yticks(y, [textwrap.fill(str(label), 44) for label in g["label"]], fontsize=9)
         ax.set_ylim(-0.7, len(g) - 0.3)
-        ax.set_xlabel("margin on the claimed side ÷ its standard error")
+        ax.set_xlabel("margin on the claimed side ÷ half-width of its interval")
         ax.set_title(task, fontsize=10)
         ax.grid(axis="y", visible=False)
     handles = [plt.Line2D([], [], color=c, marker="o", lw=2.2, label=v) for v, c in VERDICT_COLORS.items()]

@@ -237,25 +237,3 @@ def describe(device: Any = "cpu") -> str:
     return (f"auto = {'bf16' if cal['bf16_faster'] else 'fp32'} on this CPU ({cal['cpu']}): bf16 autocast measured "
             f"{cal['speedup']:.2f}× the speed of fp32 (bf16 needs ≥ {BF16_MIN_SPEEDUP}×)")
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m bertscape.precision [--recalibrate]``: what ``auto`` resolves to here, and why."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m bertscape.precision", description=main.__doc__)
-    ap.add_argument("--recalibrate", action="store_true", help="measure again (on an idle machine) and cache it")
-    args = ap.parse_args(argv)
-    if args.recalibrate:
-        cpu_calibration.cache_clear()
-        _calibrate(force=True)
-    info = cpu_flags()
-    print(f"CPU: {info['model']}, {info['cores']} cores; flags: "
-          + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info["flags"].items()))
-    print(describe("cpu"))
-    if torch.cuda.is_available():
-        print(describe("cuda"))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

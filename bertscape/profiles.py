@@ -81,18 +81,21 @@ class Profile(FineTuning):
     model: str = redefault(FineTuning, "model")  # no default: every profile names its model
     tasks: tuple[str, ...] = setting(help="Tasks every chapter runs, in order (see :data:`bertscape.data.TASKS`).")
     inits: tuple[str, ...] = setting(_INITS, "Starting points compared: ``pretrained`` (PT) and/or ``scratch`` (RI).")
-    seeds: tuple[int, ...] = setting((0,), """Run seeds (model init, head, dropout, batch order); chapters average
-        or overlay them.""")
+    seeds: tuple[int, ...] = setting((0, 1, 2), """Run seeds (model init, head, dropout, batch order). Every
+        scored quantity is computed for each seed and the scorecard decides on the per-seed margins (the t rule
+        over seeds); figures draw the first seed. With one seed every verdict is marked "one seed": it cannot
+        see how much a second seed would differ.""")
 
     # ------------------------------------------------------------------ fine-tuning budget
     lr_pretrained: float = setting(5e-5, "Peak learning rate from pre-trained weights.")
     lr_scratch: float = setting(1e-4, """Peak learning rate from random weights (needs a larger step to leave
         chance level).""")
-    control_lrs: tuple[str, ...] = setting(("pretrained",), """Matched-learning-rate controls: ``pretrained``
-        also trains RI at PT's peak rate, ``scratch`` also trains PT at RI's; the claims that depend on
+    control_lrs: tuple[str, ...] = setting(("scratch",), """Matched-learning-rate controls: ``scratch`` also
+        trains PT at RI's peak rate, ``pretrained`` also trains RI at PT's; the claims that depend on
         training are then decided under each matched pairing too. Each adds one fine-tuning run (and its
-        line searches, θ1 evaluation and Hessian) per task and seed; ``()`` for none. The quick profile
-        runs the first (about 3 minutes on 2 cores).""")
+        line searches, θ1 evaluation and Hessian) per task and seed; ``()`` for none. The informative one
+        is ``scratch``: at PT's smaller rate RI does not leave chance level in a small budget, so that
+        pairing decides nothing (its claims are inconclusive: a run did not train).""")
     evals_per_epoch: int = redefault(FineTuning, "evals_per_epoch", 2)
 
     # ------------------------------------------------------------------ long run (overfitting)
@@ -132,11 +135,11 @@ class Profile(FineTuning):
     eval_batch_size: int = setting(64, "Batch size of landscape evaluations (64 was fastest on CPU).")
 
     # ------------------------------------------------------------------ linear mode connectivity
-    lmc_seeds: tuple[int, ...] = setting((0, 1, 2), """Seeds of the main runs joined by straight segments in
-        the connectivity chapter (every pair of seeds of one starting point, and PT ↔ RI at the first
-        seed); seeds not in ``seeds`` are trained for that chapter alone. The quick profile joins two seeds
-        (one segment per starting point: two more fine-tuning runs, about 3 minutes on 2 cores); three give
-        the full barrier matrix.""")
+    lmc_seeds: tuple[int, ...] = setting((0, 1, 2), """Seeds joined by straight segments in the connectivity
+        chapter: every pair of PT seeds (the main runs), every pair of RI seeds that share the first lmc seed's
+        random θ0 (trained for that chapter; they differ in head, dropout and batch order only), every pair of
+        the main RI runs (each its own random θ0, reported), and PT ↔ RI at the first seed. Three seeds give
+        three pairs per kind.""")
     segment_points: int = setting(11, """Points t ∈ [0, 1] of each segment (1 − t)·θ1ᵃ + t·θ1ᵇ (on
         ``grid_n_eval`` sentences per split, in ``grid_precision``).""")
 
@@ -147,6 +150,9 @@ class Profile(FineTuning):
         sentences.""")
     hessian_n_eval: int = setting(32, """Training sentences the Hessian is taken on (also for the per-layer
         curvature).""")
+    hessian_batches: int = setting(4, """Independent random batches the Hessian's sentences are split into: every
+        curvature number is the mean of its per-batch values, and their spread is its sampling error over
+        sentences (``hessian_n_eval`` is rounded down to a multiple).""")
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -174,8 +180,12 @@ class Profile(FineTuning):
         if self.long_n_train is not None:
             check_positive_int("long_n_train", self.long_n_train)
         for name in ("long_epochs", "curve_n_eval", "grid_n_eval", "eval_batch_size", "hessian_steps",
-                     "hessian_n_eval"):
+                     "hessian_n_eval", "hessian_batches"):
             check_positive_int(name, getattr(self, name))
+        if self.hessian_batches < 2 or self.hessian_n_eval < 2 * self.hessian_batches:
+            raise bad_value("hessian_batches", self.hessian_batches, "an integer >= 2 with at least 2 of the "
+                            f"hessian_n_eval={self.hessian_n_eval} sentences a batch (the spread over batches is the "
+                            "curvature's sampling error)")
         for name in ("lr_pretrained", "lr_scratch"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
@@ -333,13 +343,14 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", description="seconds; for tests and CI (numbers are meaningless)",
         model="embedded", tasks=("movies",), n_train=64, n_dev=64, max_length=32, epochs=1, batch_size=16,
-        evals_per_epoch=1, n_checkpoints=3, long_n_train=64, long_epochs=3, control_lrs=("pretrained", "scratch"),
+        evals_per_epoch=1, n_checkpoints=3, long_n_train=64, long_epochs=3, seeds=(0, 1), control_lrs=("scratch",),
         curve_points=5, curve_n_eval=32, layer_alphas=(0.0, 0.5, 1.0, 1.5), grid_points=(5, 5), grid_n_eval=32,
-        lmc_seeds=(0, 1), segment_points=3, hessian_steps=3, hessian_n_eval=16, layer_hessian_steps=2, cka_tokens=256,
+        lmc_seeds=(0, 1), segment_points=3, hessian_steps=3, hessian_n_eval=16, hessian_batches=2,
+        layer_hessian_steps=2, cka_tokens=256,
     ),
     "quick": Profile(
         name="quick", description="default; MiniLM on movie reviews, whole book in about 26 min on a 2-core CPU",
-        model="embedded", tasks=("movies",), curve_points=21, lmc_seeds=(0, 1),
+        model="embedded", tasks=("movies",), curve_points=21,
         # sized for the 30-minute budget on 2 cores (the module docstring has the measured builds):
         # 7 β rows on the θ0-centred surface (the θ1-centred basin grid keeps 9 a side), 224
         # sentences a landscape point (standard errors ×1.07 against 256), 8 Hessian products per

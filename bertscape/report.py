@@ -18,10 +18,13 @@ import pandas as pd
 from IPython.display import HTML
 
 from . import scorecard
+from .claims import CLAIMS
 
 __all__ = ["COLUMN_NAMES", "CHAPTER_PAGES", "number", "readable", "people_table", "badge", "verdict_matrix",
            "forest_frame", "figure_html", "chapter_verdict", "claim_sections", "thresholds", "pick",
-           "glue_quantities", "drop_constant", "verdict_counts", "FOREST_CAPTION"]
+           "glue_quantities", "drop_constant", "verdict_counts", "verdict_table", "units_finding", "units_table",
+           "long_run_table", "barrier_table", "FOREST_CAPTION",
+           "UNIT_NAMES"]
 
 #: Column names as a reader should see them (any other name: underscores become spaces).
 COLUMN_NAMES: dict[str, str] = {
@@ -40,6 +43,7 @@ COLUMN_NAMES: dict[str, str] = {
 #: The page of each chapter (relative to the book's pages, all in one folder).
 CHAPTER_PAGES: dict[str, str] = {"01": "01_pretraining_init", "02": "02_flat_optima", "03": "03_overfitting",
                                  "04": "04_layers", "05": "05_connectivity", "06": "06_scorecard"}
+INIT_SHORT = {"pretrained": "PT", "scratch": "RI"}
 _VERDICT_CLASS = {scorecard.HOLDS: "verdict-holds", scorecard.FAILS: "verdict-fails",
                   scorecard.INCONCLUSIVE: "verdict-inconclusive"}
 
@@ -120,6 +124,37 @@ def people_table(df: pd.DataFrame, *, digits: int = 4, columns: Mapping[str, str
     return styler
 
 
+def mean_pm(df: pd.DataFrame, columns: Sequence[str], digits: int = 4) -> pd.DataFrame:
+    """``df`` with each of ``columns`` written as "mean ± sd" from it and its ``"<column> sd"`` partner
+    (dropped), in :func:`number`'s style; the mean alone where the spread is missing (one seed)."""
+    out = df.copy()
+    for c in columns:
+        sd = out.pop(f"{c} sd") if f"{c} sd" in out else pd.Series(np.nan, index=out.index)
+        out[c] = [number(m, digits) + (f" ± {number(s, 2)}" if np.isfinite(s) and s > 0 else "")
+                  for m, s in zip(out[c], sd)]
+    return out
+
+
+def long_run_table(long: Mapping[str, Any], metric: str) -> pd.DataFrame:
+    """The dev metric and loss of each long run (``{init: RunResult}``) after every epoch, one column per
+    run and quantity."""
+    ev = pd.concat({INIT_SHORT.get(i, i): r.evals.set_index("epoch")[[f"dev_{metric}", "dev_loss"]]
+                    for i, r in long.items()}, axis=1)
+    ev.columns = [f"{init} {readable(q)}" for init, q in ev.columns]
+    return ev
+
+
+def barrier_table(barriers: pd.DataFrame) -> pd.DataFrame:
+    """:func:`bertscape.study.barriers` with the columns named for readers (the interval as one column)."""
+    b = barriers.copy()
+    b["interval"] = [f"[{number(lo, 3)}, {number(hi, 3)}]" for lo, hi in zip(b["barrier_lo"], b["barrier_hi"])]
+    b = b.drop(columns=["barrier_lo", "barrier_hi"])
+    return b.rename(columns={"kind": "segment", "a": "from", "b": "to", "train_loss_a": "training loss at t = 0",
+                             "train_loss_b": "training loss at t = 1", "barrier": "training-loss barrier",
+                             "barrier_se": "s.e.", "interval": "95 % BCa interval",
+                             "dev_error_barrier": "dev-error barrier", "dev_error_barrier_se": "dev-error barrier s.e."})
+
+
 def thresholds() -> Any:
     """The scorecard's fixed thresholds as a table for people."""
     df = pd.DataFrame(list(scorecard.THRESHOLDS), columns=["name", "value", "meaning"])
@@ -136,10 +171,11 @@ def drop_constant(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 #: Caption of the summary figure where it is glued as HTML (the introduction).
 FOREST_CAPTION = ("Every scored quantity of this build, PT vs RI at the profile's learning rates, one panel per "
-                  "task. Dot: the margin on the claimed side divided by its standard error; bar: ± 2 standard "
-                  "errors. Wholly right of zero holds, wholly left fails, across zero (grey band) is inconclusive; "
-                  "open circles are quantities decided without a margin, with the reason beside them. PT's and "
-                  "RI's values are written at the right.")
+                  "task. Bar: the interval the row is decided on (the t interval over seeds; with one seed, ± 2 "
+                  "standard errors or a bootstrap interval), drawn in units of its own half-width, with the margin "
+                  "on the claimed side as the dot. Wholly right of zero holds, wholly left fails, across zero is "
+                  "inconclusive; open circles are quantities with no interval, with the reason beside them. PT's "
+                  "and RI's values are written at the right.")
 
 def badge(verdict: str | None, small: bool = False) -> str:
     """An HTML badge for a verdict (holds / fails / inconclusive); ``—`` when there is none."""
@@ -149,25 +185,38 @@ def badge(verdict: str | None, small: bool = False) -> str:
     return f'<span class="verdict {cls}">{html.escape(verdict)}</span>'
 
 
-def _claim_verdicts(summary: pd.DataFrame) -> pd.DataFrame:
-    """(task, claim, pairing) → the claim's verdict from its scored rows."""
-    s = summary[summary["scored"]] if "scored" in summary else summary
-    pair = s["pairing"] if "pairing" in s else pd.Series("profile", index=s.index)
-    return (s.assign(pairing=pair).groupby(["task", "claim", "pairing"], sort=False)["verdict"]
-            .agg(scorecard.claim_verdict).rename("verdict").reset_index())
+def _cells(summary: pd.DataFrame) -> pd.DataFrame:
+    """(task, claim, unit, pairing) → the cell's verdict and the seeds that decided it."""
+    return scorecard.cell_verdicts(summary)
+
+
+def _cell_name(claim: int | str, unit: str) -> str:
+    name = CLAIMS[claim].name if claim in CLAIMS else f"claim {claim}"
+    return name + (f" · {UNIT_NAMES[unit]}" if unit else "")
+
+
+#: How the two units of the flatness claims are named on the pages.
+UNIT_NAMES = {"paper": "paper's unit (α, β)", "invariant": "scale-invariant unit"}
+
+
+def _seeds_note(seeds: int, one_seed: bool) -> str:
+    return "one seed" if one_seed else f"{seeds} seeds"
 
 
 def verdict_counts(summary: pd.DataFrame, pairing: str = "profile") -> dict[str, int]:
-    """How many claim × task cells of :func:`verdict_matrix` hold, fail and are inconclusive."""
-    v = _claim_verdicts(summary)
+    """How many claim × task cells of :func:`verdict_matrix` hold, fail and are inconclusive, and how many
+    of them rest on one seed."""
+    v = _cells(summary)
     v = v[v["pairing"] == pairing]
     counts = {k: int((v["verdict"] == k).sum()) for k in scorecard.VERDICTS}
     counts["cells"] = int(len(v))
+    counts["one_seed"] = int(v["one_seed"].sum())
     return counts
 
 
 def verdict_matrix(summary: pd.DataFrame, *, pairing: str = "profile", links: bool = True) -> Any:
-    """The claim × task verdict matrix as an HTML table with badges.
+    """The claim × task verdict matrix as an HTML table with badges: one row per claim (two for a
+    flatness claim, one per unit), each cell the verdict with the number of seeds that decided it.
 
     Args:
         summary: :func:`bertscape.scorecard.summarise` rows (scored and reported; reported rows are
@@ -179,77 +228,94 @@ def verdict_matrix(summary: pd.DataFrame, *, pairing: str = "profile", links: bo
     Returns:
         an ``IPython.display.HTML`` object (displayable, and gluable into other pages).
     """
-    v = _claim_verdicts(summary)
+    v = _cells(summary)
     if v.empty:
         raise ValueError("verdict_matrix: the summary has no scored rows")
     tasks = list(dict.fromkeys(v["task"]))
-    claims = [c for c in scorecard.CLAIMS if c in set(v["claim"])]
     head = "".join(f"<th>{html.escape(str(t))}</th>" for t in tasks)
     rows = []
-    for c in claims:
-        cl = scorecard.CLAIMS[c]
+    for c, unit in _cell_order(v):
+        cl = CLAIMS[c]
         text = html.escape(cl.statement) + (" <em>(extension)</em>" if cl.extension else "")
+        if unit:
+            text += f' <span class="claim-unit">— {html.escape(scorecard.UNITS[unit])}</span>'
         where = CHAPTER_PAGES.get(cl.chapter)
-        label = f"claim {c}" if c != "H" else "curvature"
-        name = f'<a href="{where}.html">{label}</a>' if links and where else label
+        label = _cell_name(c, unit)
+        name = f'<a href="{where}.html">{html.escape(label)}</a>' if links and where else html.escape(label)
         cells = []
         for t in tasks:
-            g = v[(v["task"] == t) & (v["claim"] == c)]
-            main = g.loc[g["pairing"] == pairing, "verdict"]
+            g = v[(v["task"] == t) & (v["claim"] == c) & (v["unit"] == unit)]
+            main = g[g["pairing"] == pairing]
             others = [(p, x) for p, x in zip(g["pairing"], g["verdict"]) if p != pairing]
             note = "".join(f'<span class="verdict-note">{html.escape(p)}: {badge(x, small=True)}</span>'
-                           for p, x in others if main.empty or x != main.iloc[0])
-            cells.append(f'<td class="verdict-cell">{badge(main.iloc[0] if len(main) else None)}{note}</td>')
+                           for p, x in others if main.empty or x != main["verdict"].iloc[0])
+            seeds = (f'<span class="verdict-seeds{" one-seed" if main["one_seed"].iloc[0] else ""}">'
+                     f'{_seeds_note(int(main["seeds"].iloc[0]), bool(main["one_seed"].iloc[0]))}</span>'
+                     if len(main) else "")
+            cells.append(f'<td class="verdict-cell">{badge(main["verdict"].iloc[0] if len(main) else None)}'
+                         f'{seeds}{note}</td>')
         rows.append(f'<tr><td>{name}</td><td class="claim-statement">{text}</td>{"".join(cells)}</tr>')
     return HTML(f'<table class="bertscape-table verdict-matrix"><thead><tr><th>claim</th><th>what the paper says '
                 f'(PT = pre-trained start, RI = random start)</th>{head}</tr></thead><tbody>{"".join(rows)}'
                 f'</tbody></table>')
 
 
+def _cell_order(v: pd.DataFrame) -> list[tuple[int | str, str]]:
+    """(claim, unit) pairs present in ``v``, in book order, the scale-invariant unit (the headline) first."""
+    present = set(zip(v["claim"], v["unit"]))
+    out = []
+    for c in CLAIMS:
+        for u in ("invariant", "paper", ""):
+            if (c, u) in present:
+                out.append((c, u))
+    return out
+
+
 def _why_short(reason: str, blocked: str = "") -> str:
     r = (blocked or reason or "").lower()
     if "did not train" in r:
         return "a run did not train"
-    if "wider" in r or "edge" in r:
+    if "both censored" in r or "opposite directions" in r:
         return "censored"
     if "not computed" in r:
         return "not computed"
-    if "uncertainty" in r or "one seed" in r:
-        return "no uncertainty"
+    if "sampling error" in r or "one seed" in r or "uncertainty" in r or "fewer than two" in r:
+        return "no sampling error"
     return "—"
 
 
 def forest_frame(summary: pd.DataFrame, pairing: str = "profile") -> pd.DataFrame:
     """One row per scored quantity (under ``pairing``), ready for :func:`bertscape.plots.forest`.
 
-    Columns: ``task``, ``claim``, ``label``, ``pretrained``, ``scratch``, ``margin``,
-    ``uncertainty``, ``z`` (margin in standard errors; NaN when the row has no usable uncertainty
-    or is blocked), ``lo`` / ``hi`` (``z`` ∓ :data:`bertscape.scorecard.Z`: an interval that
-    excludes 0 on the right holds, on the left fails), ``verdict`` and ``note`` (why a row has no
-    ``z``).
-    """
+    Each row's decision interval [lo, hi] of the margin (± Z s.e. within one seed, a percentile/BCa
+    interval, or the t interval over seeds) is drawn in units of its own half-width w = (hi − lo)/2:
+    ``z`` = margin / w, ``lo``/``hi`` = ends / w, so the bar excludes 0 on the right exactly when the row
+    holds and on the left when it fails. Columns: ``task``, ``claim``, ``label``, ``pretrained``,
+    ``scratch``, ``margin``, ``z``, ``lo``, ``hi``, ``verdict``, ``seeds``, ``note`` (why a row has no
+    interval)."""
     s = summary[summary["scored"]] if "scored" in summary else summary
     if "pairing" in s:
         s = s[s["pairing"] == pairing]
-    order = {c: i for i, c in enumerate(scorecard.CLAIMS)}
+    order = {c: i for i, c in enumerate(CLAIMS)}
     s = s.assign(_o=s["claim"].map(order)).sort_values(["task", "_o"], kind="stable")
     m = s["margin"].to_numpy(float)
-    u = s["uncertainty"].to_numpy(float)
-    ok = np.isfinite(m) & np.isfinite(u) & (u > 0)
-    blocked = s["blocked"] if "blocked" in s else pd.Series("", index=s.index)
-    ok &= ~blocked.fillna("").astype(bool).to_numpy()
-    # a row decided by something other than its margin (censored, a run that did not train) has no z
-    ok &= np.array([k and scorecard.decide(a, b)[0] == v and _why_short(r) == "—"
-                    for a, b, v, r, k in zip(m, u, s["verdict"], s["reason"], ok)], dtype=bool)
-    z = np.where(ok, m / np.where(ok, u, 1.0), np.nan)
-    claim_name = s["claim"].map(lambda c: "curvature" if c == "H" else f"claim {c}")
+    lo, hi = s["lo"].to_numpy(float), s["hi"].to_numpy(float)
+    se = s["uncertainty"].to_numpy(float)
+    no_iv = ~(np.isfinite(lo) & np.isfinite(hi))
+    lo = np.where(no_iv, m - scorecard.Z * se, lo)
+    hi = np.where(no_iv, m + scorecard.Z * se, hi)
+    blocked = s["reason"].fillna("").map(lambda r: _why_short(r) in ("a run did not train", "censored",
+                                                                      "not computed")).to_numpy()
+    ok = np.isfinite(m) & np.isfinite(lo) & np.isfinite(hi) & ~blocked
+    w = np.where(ok, np.maximum((hi - lo) / 2, 1e-300), 1.0)
+    labels = [f"{_cell_name(c, u)} · {q}" + (" (one seed)" if one else "")
+              for c, u, q, one in zip(s["claim"], s["unit"].fillna(""), s["quantity"], s["one_seed"])]
     return pd.DataFrame({
-        "task": s["task"].to_numpy(), "claim": s["claim"].to_numpy(),
-        "label": (claim_name + " · " + s["quantity"]).to_numpy(),
+        "task": s["task"].to_numpy(), "claim": s["claim"].to_numpy(), "label": labels,
         "pretrained": s["pretrained"].to_numpy(float), "scratch": s["scratch"].to_numpy(float),
-        "margin": m, "uncertainty": u, "z": z, "lo": z - scorecard.Z, "hi": z + scorecard.Z,
-        "verdict": s["verdict"].to_numpy(),
-        "note": ["" if k else _why_short(r, b) for k, r, b in zip(ok, s["reason"], blocked.fillna(""))],
+        "margin": m, "z": np.where(ok, m / w, np.nan), "lo": np.where(ok, lo / w, np.nan),
+        "hi": np.where(ok, hi / w, np.nan), "verdict": s["verdict"].to_numpy(), "seeds": s["seeds"].to_numpy(),
+        "note": ["" if k else _why_short(r) for k, r in zip(ok, s["reason"])],
     })
 
 
@@ -266,37 +332,74 @@ def figure_html(fig: Any, caption: str, *, number: str | None = None, dpi: int =
 
 # ----------------------------------------------------------------------------- sentences
 
-def chapter_verdict(card: pd.DataFrame, pairing: str = "profile") -> str:
+def chapter_verdict(summary: pd.DataFrame, pairing: str = "profile") -> str:
     """The chapter's answer in one Markdown paragraph: each claim's verdict per task (the profile's
-    learning rates; a matched-rate verdict that differs is added in brackets)."""
-    v = _claim_verdicts(scorecard.summarise(card))
+    learning rates; per unit for a flatness claim; a matched-rate verdict that differs is added in
+    brackets), with the number of seeds behind it."""
+    v = _cells(summary)
     parts = []
     for task, g in v.groupby("task", sort=False):
         bits = []
-        for c in [c for c in scorecard.CLAIMS if c in set(g["claim"])]:
-            h = g[g["claim"] == c]
-            main = h.loc[h["pairing"] == pairing, "verdict"]
-            main_v = main.iloc[0] if len(main) else scorecard.INCONCLUSIVE
+        for c, unit in _cell_order(g):
+            h = g[(g["claim"] == c) & (g["unit"] == unit)]
+            main = h[h["pairing"] == pairing]
+            main_v = main["verdict"].iloc[0] if len(main) else scorecard.INCONCLUSIVE
             other = [f"{x} {p}" for p, x in zip(h["pairing"], h["verdict"]) if p != pairing and x != main_v]
-            name = "the curvature comparison" if c == "H" else f"claim {c}"
-            bits.append(f"{name} **{main_v}**" + (f" ({'; '.join(other)})" if other else ""))
+            seeds = _seeds_note(int(main["seeds"].iloc[0]), bool(main["one_seed"].iloc[0])) if len(main) else ""
+            name = _cell_name(c, unit).replace("curvature", "the curvature comparison", 1)
+            bits.append(f"{name} **{main_v}** ({seeds}" + (f"; {'; '.join(other)}" if other else "") + ")")
         parts.append(f"on `{task}`, " + ", ".join(bits))
     return "In this build, " + "; ".join(parts) + "."
 
 
-def pick(summary: pd.DataFrame, claim: int | str, contains: str = "", task: str | None = None,
+def units_finding(summary: pd.DataFrame, pairing: str = "profile") -> str:
+    """One Markdown sentence per flatness claim and task: its verdict in the paper's unit and in the
+    scale-invariant unit, and, where the two differ, that they disagree (a finding: the picture the paper
+    reads and the scale-free measure tell different stories)."""
+    v = _cells(summary)
+    v = v[(v["pairing"] == pairing) & (v["unit"] != "")]
+    parts = []
+    for (task, claim), g in v.groupby(["task", "claim"], sort=False):
+        by = dict(zip(g["unit"], g["verdict"]))
+        name = CLAIMS[claim].name if claim in CLAIMS else f"claim {claim}"
+        name = "claim 3 (wider)" if claim == 3 else ("the curvature claim (flatter)" if claim == "H" else name)
+        paper, inv = by.get("paper", "—"), by.get("invariant", "—")
+        if paper == inv:
+            parts.append(f"on `{task}`, {name} **{paper}** in both units")
+        else:
+            parts.append(f"on `{task}`, {name} **{paper}** in the paper's unit but **{inv}** in the scale-invariant "
+                         "unit — the units disagree")
+    return ("In this build, " + "; ".join(parts) + ".") if parts else ""
+
+
+def units_table(summary: pd.DataFrame, pairing: str = "profile") -> pd.DataFrame:
+    """The flatness claims' rows (claims with units: 3 and H) at one pairing, the two units side by side:
+    for each unit its quantities with PT, RI, the margin and its interval, the verdict and the seeds."""
+    s = summary[(summary["claim"].isin([c for c in CLAIMS if CLAIMS[c].units])) & (summary["pairing"] == pairing)]
+    s = s[s["unit"] != ""]
+    order = {"invariant": 0, "paper": 1}
+    s = s.assign(_u=s["unit"].map(order), _c=s["claim"].map({c: i for i, c in enumerate(CLAIMS)}))
+    s = s.sort_values(["task", "_c", "_u"], kind="stable").drop(columns=["_u", "_c"])
+    t = verdict_table(s).drop(columns=["pairing", "criterion", "why"])
+    t.insert(2, "unit", [UNIT_NAMES[u] for u in s["unit"]])
+    t["claim"] = [CLAIMS[c].name for c in s["claim"]]
+    return t.reset_index(drop=True)
+
+
+def pick(summary: pd.DataFrame, claim: int | str, qid: str, task: str | None = None,
          pairing: str = "profile") -> pd.Series:
-    """The first summarised row of ``claim`` whose quantity contains ``contains`` (for one task,
-    default the first, and one pairing). Raises ``KeyError`` naming what exists when none matches."""
+    """The summarised row of ``claim`` whose quantity id is ``qid`` (for one task, default the first,
+    and one pairing). Raises ``KeyError`` naming the qids that exist when none matches."""
+    CLAIMS.qid(claim, qid)
     s = summary
     if "pairing" in s:
         s = s[s["pairing"] == pairing]
     task = task if task is not None else (s["task"].iloc[0] if len(s) else None)
-    hit = s[(s["task"] == task) & (s["claim"] == claim) & s["quantity"].str.contains(contains, regex=False)]
+    hit = s[(s["task"] == task) & (s["claim"] == claim) & (s["qid"] == qid)]
     if hit.empty:
-        have = sorted(set(s.loc[s["claim"] == claim, "quantity"]))
-        raise KeyError(f"no row of claim {claim!r} with a quantity containing {contains!r} for task {task!r} "
-                       f"and pairing {pairing!r}; its quantities: {have}")
+        have = sorted(set(s.loc[s["claim"] == claim, "qid"]))
+        raise KeyError(f"no row of claim {claim!r} with qid {qid!r} for task {task!r} and pairing {pairing!r}; "
+                       f"its rows here: {have}")
     return hit.iloc[0]
 
 
@@ -304,57 +407,79 @@ def glue_quantities(summary: pd.DataFrame, picks: Mapping[str, tuple[int | str, 
                     task: str | None = None, pairing: str = "profile", digits: int = 3) -> dict[str, str]:
     """Glue this build's numbers for the chapter's prose (``myst_nb.glue``, not displayed).
 
-    For every ``name: (claim, quantity substring)`` of ``picks`` (see :func:`pick`) the keys
-    ``{name}_pt``, ``{name}_ri`` (PT's and RI's value, ``digits`` significant digits) and
-    ``{name}_verdict`` (holds / fails / inconclusive) are glued as text; a page quotes them with
-    ``{glue:text}`name_pt```. Returns what was glued.
+    For every ``name: (claim, qid)`` of ``picks`` (see :func:`pick`) the keys ``{name}_pt``,
+    ``{name}_ri`` (PT's and RI's value, mean over seeds, ``digits`` significant digits),
+    ``{name}_verdict`` (holds / fails / inconclusive) and ``{name}_seeds`` (how many seeds decided it,
+    or "one seed") are glued as text; a page quotes them with ``{glue:text}`name_pt```. Returns what
+    was glued.
     """
     # myst_nb imports Sphinx (seconds): loaded only when a chapter glues
     from myst_nb import glue
 
     out: dict[str, str] = {}
-    for name, (claim, contains) in picks.items():
-        r = pick(summary, claim, contains, task=task, pairing=pairing)
+    for name, (claim, qid) in picks.items():
+        r = pick(summary, claim, qid, task=task, pairing=pairing)
         out.update({f"{name}_pt": number(r["pretrained"], digits), f"{name}_ri": number(r["scratch"], digits),
-                    f"{name}_verdict": str(r["verdict"])})
+                    f"{name}_verdict": str(r["verdict"]), f"{name}_seeds": _seeds_note(int(r["seeds"]),
+                                                                                        bool(r["one_seed"]))})
     for key, value in out.items():
         glue(key, value, display=False)
     return out
 
 
-def claim_sections(card: pd.DataFrame, pairing: str = "profile") -> Iterable[tuple[str, Any]]:
-    """Per claim: a Markdown paragraph (statement, verdict, how it is measured, where the book
-    computes it) and a table of its quantities (criterion, PT, RI, margin ± s.e., verdict, why),
-    for the scorecard page. Yields ``(markdown, table)``; matched pairings appear as extra rows."""
-    s = scorecard.summarise(card)
-    v = _claim_verdicts(s)
-    for c in [c for c in scorecard.CLAIMS if c in set(s["claim"])]:
-        cl = scorecard.CLAIMS[c]
+def verdict_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a chapter's (or the whole) scorecard formatted for readers: one row per quantity and
+    pairing over the seeds, with readable columns and 3–4 significant digits."""
+    s = summary
+
+    def pm(m: float, sd: float) -> str:
+        return number(m, 4) + (f" ± {number(sd, 2)}" if np.isfinite(sd) and sd > 0 else "")
+
+    return pd.DataFrame({
+        "task": s["task"], "pairing": s["pairing"], "claim": [_cell_name(c, u) for c, u in zip(s["claim"], s["unit"])],
+        "quantity": s["quantity"],
+        "PT": [pm(m, d) for m, d in zip(s["pretrained"], s["pretrained_sd"])],
+        "RI": [pm(m, d) for m, d in zip(s["scratch"], s["scratch_sd"])],
+        "margin [interval]": [_margin_text(r) for _, r in s.iterrows()],
+        "criterion": s["criterion"], "verdict": s["verdict"], "seeds": [_seeds_note(n, o) for n, o in
+                                                                          zip(s["seeds"], s["one_seed"])],
+        "why": s["reason"],
+    })
+
+
+def _margin_text(r: pd.Series) -> str:
+    """The margin and what it is decided on: [lo, hi] when an interval decides it, ± s.e. otherwise."""
+    m, lo, hi, se = r["margin"], r["lo"], r["hi"], r["uncertainty"]
+    if np.isfinite(lo) and np.isfinite(hi):
+        return f"{number(m, 3)} [{number(lo, 2)}, {number(hi, 2)}]"
+    return number(m, 3) + (f" ± {number(se, 2)}" if np.isfinite(se) and se > 0 else "")
+
+
+def claim_sections(summary: pd.DataFrame, pairing: str = "profile") -> Iterable[tuple[str, Any]]:
+    """Per claim: a Markdown paragraph (statement, verdict per unit, how it is measured, where the book
+    computes it) and a table of its quantities (criterion, PT, RI, margin and interval, verdict, seeds,
+    why), for the scorecard page. Yields ``(markdown, table)``; matched pairings appear as extra rows."""
+    s = summary
+    v = _cells(s)
+    for c in [c for c in CLAIMS if c in set(s["claim"])]:
+        cl = CLAIMS[c]
         g = s[s["claim"] == c]
-        verdicts = ", ".join(f"**{x}** on `{t}`" for t, x in
-                             v[(v["claim"] == c) & (v["pairing"] == pairing)][["task", "verdict"]].itertuples(index=False))
+        cells = v[(v["claim"] == c) & (v["pairing"] == pairing)]
+        verdicts = ", ".join(f"**{x}** on `{t}`" + (f" in the {UNIT_NAMES[u]}" if u else "")
+                             + f" ({_seeds_note(n, o)})"
+                             for t, u, x, n, o in cells[["task", "unit", "verdict", "seeds", "one_seed"]]
+                             .itertuples(index=False))
         page = CHAPTER_PAGES.get(cl.chapter, "")
-        title = "Curvature" if c == "H" else f"Claim {c}"
+        title = cl.name[0].upper() + cl.name[1:]
         kind = " (an extension, not the paper's claim)" if cl.extension else ""
         md = (f"**{title}{kind}: {cl.statement}.** Verdict: {verdicts or 'none'}. Measured as {cl.computed}; "
               f"computed in chapter {int(cl.chapter)} (`{page}`)"
               + (", and also with both runs at the same learning rate" if cl.controlled else "") + ".")
-        tab = pd.DataFrame({
-            "task": g["task"], "pairing": g["pairing"], "quantity": g["quantity"], "criterion": g["criterion"],
-            "PT": [_pm(m, d) for m, d in zip(g["pretrained"], g["pretrained_sd"])],
-            "RI": [_pm(m, d) for m, d in zip(g["scratch"], g["scratch_sd"])],
-            "margin ± s.e.": [number(m, 3) + (f" ± {number(u, 2)}" if np.isfinite(u) and u > 0 else "")
-                              for m, u in zip(g["margin"], g["uncertainty"])],
-            "verdict": g["verdict"], "why": g["reason"],
-        })
+        tab = verdict_table(g).drop(columns="claim")
+        if cl.units:
+            tab.insert(2, "unit", [UNIT_NAMES.get(u, "—") if u else "—" for u in g["unit"]])
         if tab["task"].nunique() == 1:
             tab = tab.drop(columns="task")
         if tab["pairing"].nunique() == 1:
             tab = tab.drop(columns="pairing")
         yield md, people_table(tab.reset_index(drop=True))
-
-
-def _pm(mean: float, sd: float) -> str:
-    """Mean ± spread over seeds; the mean alone for one seed (no "± 0", no NaN)."""
-    return number(mean, 4) + (f" ± {number(sd, 2)}" if np.isfinite(sd) and sd > 0 else "")
-

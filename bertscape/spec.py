@@ -89,6 +89,9 @@ class RunSpec(FineTuning):
     init: Literal["pretrained", "scratch"] = setting("pretrained", """``pretrained`` (θ0 = pre-trained body +
         fresh head) or ``scratch`` (random body).""")
     seed: int = setting(0, "Seeds model init, head, dropout and batch order.")
+    init_seed: int | None = setting(None, """Seeds the random body of a ``scratch`` run when it should differ from
+        ``seed`` (``None`` or equal to ``seed``: drawn from ``seed``): runs of several seeds that share one random
+        θ0 and differ only in head, dropout and batch order. Ignored (``None``) for ``pretrained``.""")
     lr: float | None = setting(None, "Peak learning rate; ``None`` picks :data:`DEFAULT_LR` for the init.")
     schedule: str = setting("linear", """After the warm-up, ``linear`` (decay to 0 at the last step, BERT's
         recipe) or ``constant`` (stay at the peak: a run meant to train far past convergence must not have
@@ -106,10 +109,12 @@ class RunSpec(FineTuning):
             raise bad_value("metric", self.metric, f"a metric of the {kind} task {t.name!r}: {', '.join(t.metrics)}")
         if self.init not in INITS:
             raise bad_value("init", self.init, INITS)
-        for name in ("seed", "data_seed"):
+        for name in ("seed", "data_seed") + (("init_seed",) if self.init_seed is not None else ()):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise bad_value(name, v, "a non-negative integer")
+        if self.init != "scratch" or self.init_seed == self.seed:
+            object.__setattr__(self, "init_seed", None)  # one spelling per run: one cache key
         for name in ("n_train", "n_dev"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))
@@ -160,6 +165,8 @@ class RunSpec(FineTuning):
         up to float noise, and a GPU run should be reused on CPU) plus code and data versions."""
         d = self.to_dict()
         d.pop("device")
+        if d["init_seed"] is None:  # the field came later: runs drawn from `seed` keep their keys
+            d.pop("init_seed")
         d["precision"] = self.resolved_precision()  # results differ by precision: "auto" never keys a run
         if d["glue_dir"] is not None:
             d["glue_dir"] = os.path.abspath(d["glue_dir"])
@@ -171,5 +178,6 @@ class RunSpec(FineTuning):
         return resolve_precision(self.precision, self.device)
 
     def label(self) -> str:
-        """Short human label, e.g. ``movies/pretrained/s0``."""
-        return f"{self.task}/{self.init}/s{self.seed}"
+        """Short human label, e.g. ``movies/pretrained/s0`` (``movies/scratch/s1, θ0 of s0`` for a scratch
+        run whose random body is another seed's)."""
+        return f"{self.task}/{self.init}/s{self.seed}" + (f", θ0 of s{self.init_seed}" if self.init_seed is not None else "")

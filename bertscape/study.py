@@ -5,18 +5,25 @@ the package's caches: whichever chapter asks first computes it, the others (and 
 read it back (and within one kernel, each result is computed or read once: the functions are
 memoised per process; treat what they return as read-only). Chapters stay short: ``P =
 study.start(...)`` after the parameters, a call here and a figure from :mod:`bertscape.plots` per
-section, and ``study.verdict(P, chapter, ...)`` at the end.
+section, and ``claims.verdict(P, chapter, ...)`` at the end.
+
+**Seeds.** Every scored quantity is computed for every seed of the profile (the scorecard decides on
+the per-seed margins, :func:`bertscape.scorecard.summarise`). Work that only a figure reads is done for
+the first seed (:func:`figure_seed`) alone: trajectories on the surface's plane, principal-component
+paths, the whole θ0-centred surfaces (other seeds evaluate only the neighbourhood of θ1 that claim 7
+reads), the dev split of the 1D curves, per-layer Hessians and CKA, the full per-layer curves, and RI's
+long run.
 
 **Pairings.** The profile trains PT and RI at different peak learning rates (``lr_pretrained``,
 ``lr_scratch``): a random network needs a larger step to leave chance level. That makes every
-comparison that depends on training confounded by the rate, so the claims marked ``controlled`` in
-:data:`bertscape.scorecard.CLAIMS` are also decided under *matched* pairings (both runs at PT's
-rate, and/or both at RI's; the profile's ``control_lrs``). A pairing is named by :func:`pairings`.
+comparison that depends on training confounded by the rate, so the claims marked ``controlled``
+are also decided under *matched* pairings (both runs at RI's rate, and/or both at PT's; the profile's
+``control_lrs``). A pairing is named by :func:`pairings`.
 
 Fixed analysis settings (chosen in advance, listed in :data:`bertscape.scorecard.THRESHOLDS`):
 the basin of θ1 is {f ≤ f(θ1) + ε}, ε = :data:`FLAT_EPS` in training loss; widths come from line
-searches (:mod:`bertscape.linesearch`) in units filter-normalised to θ1; every surface's β extent is
-the profile's ``grid_beta`` times that run's own basin half-width along δ2.
+searches (:mod:`bertscape.linesearch`) in two units (:data:`bertscape.scorecard.UNITS`); every
+surface's β extent is the profile's ``grid_beta`` times that run's own basin half-width along δ2.
 """
 from __future__ import annotations
 
@@ -29,15 +36,16 @@ import xarray as xr
 
 from IPython.display import Markdown, display
 
-from . import cache, curvature, landscape, layers, linesearch, report, scorecard
+from . import cache, curvature, landscape, layers, linesearch, scorecard
 from . import uncertainty as U
-from .directions import norm, sub
-from .evaluate import evaluate
+from .data import subset_indices
+from .directions import filter_normalise, norm, random_direction, restrict, sub
+from .evaluate import evaluate, prepare_eval
 from .flatness import barrier_height, count_rises, sublevel_area
 from .models import load_state, resolve_device
 from .precision import describe as describe_precision, resolve as resolve_precision
 from .profiles import DEFAULT_PROFILE, Profile, from_params
-from .train import RunResult, train
+from .train import RunResult, run_data, train
 
 FLAT_EPS = scorecard.FLAT_EPS
 #: The pairing every chapter draws: the profile's own learning rates.
@@ -89,11 +97,75 @@ def control_runs(P: Profile, task: str, seed: int = 0) -> dict[str, RunResult]:
     return out
 
 
+def figure_seed(P: Profile) -> int:
+    """The seed whose results the figures draw (the profile's first)."""
+    return P.seeds[0]
+
+
 @functools.lru_cache(maxsize=64)
 def long_runs(P: Profile, task: str, seed: int = 0) -> dict[str, RunResult]:
     """The long runs (far past convergence at a constant rate after warm-up, one dev evaluation
-    per epoch) of ``task``."""
-    return {init: train(P.long_run_spec(task, init, seed)) for init in P.inits}
+    per epoch) of ``task``: PT's for every seed (claim 5 is about PT), RI's for the figure seed only
+    (its curve is drawn beside PT's; a reported row compares them)."""
+    inits = [i for i in P.inits if i == "pretrained" or seed == figure_seed(P)]
+    return {init: train(P.long_run_spec(task, init, seed)) for init in inits}
+
+
+@functools.lru_cache(maxsize=64)
+def long_train_loss(P: Profile, task: str, seed: int = 0) -> dict[str, float]:
+    """The final training loss of each long run measured in eval mode (no dropout) on a fixed, seeded
+    subset of its own training sentences (``curve_n_eval`` of them): claim 5's gate. The minibatch
+    losses of the last steps are taken with dropout on, on a moving sample, and say less."""
+    out = {}
+    for init, run in long_runs(P, task, seed).items():
+        def compute(run=run) -> float:
+            dev = _device(P)
+            es = landscape.eval_sets_for_run(run, P.curve_n_eval, seed, dev, P.eval_batch_size, splits=("train",))
+            return float(evaluate(run.model("theta1", device=str(dev)), es["train"], _prec(P, "curve_precision"))["loss"])
+
+        out[init] = cache.memo_json("long-train-loss", {"run": run.spec.key(), "n": P.curve_n_eval, "seed": seed,
+                                                        "precision": _prec(P, "curve_precision")}, compute)
+    return out
+
+
+def training_checks(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING) -> dict[str, dict]:
+    """Did each run of a pairing train? (:func:`bertscape.scorecard.training_check`: its training loss
+    fell below a share of its start and its dev metric beat the majority class by a margin beyond its
+    bootstrap error.)"""
+    return {init: run_check(P, task, run) for init, run in runs(P, task, seed, pairing).items()}
+
+
+_CHECKS: dict[tuple[str, str], dict] = {}
+
+
+def run_check(P: Profile, task: str, run: RunResult) -> dict:
+    """:func:`bertscape.scorecard.training_check` of one run (memoised per process)."""
+    key = (run.spec.key(), _metric(P, task))
+    if key not in _CHECKS:
+        preds, labels = run.dev_predictions()
+        name = f"{_SHORT[run.spec.init]} {run.spec.label().split('/', 2)[2]} (lr {run.spec.lr:g})"
+        _CHECKS[key] = scorecard.training_check(name, run.steps["loss"].to_numpy(), preds[-1], labels,
+                                                _metric_fn(P, task), run.spec.task_info.is_regression)
+    return _CHECKS[key]
+
+
+def training_table(P: Profile, task: str) -> pd.DataFrame:
+    """Every run the scorecard compares (each seed and pairing, and the connectivity runs), whether it
+    trained and why not: the runs that take part in verdicts, and those that cannot."""
+    seen, rows = set(), []
+    every = [(s, r) for s in P.seeds for p in pairings(P) for r in runs(P, task, s, p).values()]
+    every += [(s, r) for rs in lmc_runs(P, task).values() for s, r in rs.items()]
+    for s, r in every:
+        if r.spec.key() in seen:
+            continue
+        seen.add(r.spec.key())
+        c = run_check(P, task, r)
+        rows.append({"run": f"{_SHORT[r.spec.init]} s{r.spec.seed}" + (f", θ0 of s{r.spec.init_seed}"
+                                                                        if r.spec.init_seed is not None else ""),
+                     "lr": r.spec.lr, "loss first → last": f"{c['loss_first']:.3g} → {c['loss_last']:.3g}",
+                     "dev metric": c["dev_metric"], "± s.e.": c["dev_metric_se"], "majority class": c["baseline"],
+                     "trained": "yes" if c["trained"] else "no", "why not": c["why"]})
+    return pd.DataFrame(rows)
 
 
 def _device(P: Profile):
@@ -110,31 +182,35 @@ def _prec(P: Profile, field: str) -> str:
 
 @functools.lru_cache(maxsize=64)
 def curves(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset]:
-    """1D curves f(α) = L(θ0 + α·δ1) of the main runs, on training and dev subsets (every
-    sentence's loss kept, for the paired bootstrap of claim 2)."""
-    return {init: landscape.run_curve(run, alphas=P.curve_axis(), n_eval=P.curve_n_eval,
+    """1D curves f(α) = L(θ0 + α·δ1) of the main runs on training sentences (and, for the figure seed,
+    dev sentences: only the figure reads them), every sentence's loss kept for claim 2's paired
+    bootstrap; the sentences are drawn with the run's seed."""
+    splits = ("train", "dev") if seed == figure_seed(P) else ("train",)
+    return {init: landscape.run_curve(run, alphas=P.curve_axis(), n_eval=P.curve_n_eval, eval_seed=seed,
                                       precision=_prec(P, "curve_precision"), device=P.device,
-                                      eval_batch_size=P.eval_batch_size, per_sample=True)
+                                      eval_batch_size=P.eval_batch_size, per_sample=True, splits=splits)
             for init, run in main_runs(P, task, seed).items()}
 
 
 @functools.lru_cache(maxsize=64)
 def widths(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING) -> dict[str, dict]:
     """Basin widths of θ1 by line search (:func:`bertscape.linesearch.run_widths`) along δ1 and a
-    random direction, filter-normalised to θ1 (the common unit), along δ1 itself (α units) and
-    along the surfaces' δ2 (β units), on ``P.grid_n_eval`` training sentences; cached."""
+    random direction in both units of :data:`bertscape.scorecard.UNITS` (filter-normalised to θ1; δ1
+    itself in α units and the surfaces' δ2 in β units), and along the random direction with biases and
+    LayerNorm left out, on ``P.grid_n_eval`` training sentences drawn with the seed; each with its
+    bootstrap replicates (the same resamples for every run of the seed, so PT − RI pairs up); cached."""
     out = {}
     for init, run in runs(P, task, seed, pairing).items():
         def compute(run=run) -> dict:
             dev = _device(P)
             ev = landscape.eval_sets_for_run(run, P.grid_n_eval, seed, dev, P.eval_batch_size, splits=("train",))["train"]
             d2 = landscape.run_directions(run, seed=seed)["d2"]
-            return linesearch.run_widths(run, d2, ev, FLAT_EPS, seed, _prec(P, "grid_precision"), dev)
+            return linesearch.run_widths(run, d2, ev, FLAT_EPS, seed, _prec(P, "grid_precision"), dev, boot_seed=seed)
 
         key = {"run": run.spec.key(), "n": P.grid_n_eval, "seed": seed, "eps": FLAT_EPS,
-               "precision": _prec(P, "grid_precision"), "rules": [linesearch.REFINE_STEPS, linesearch.CAP_DISPLACEMENTS,
-                                                          linesearch.FIRST_STEP_DISPLACEMENTS, linesearch.N_BOOT,
-                                                          linesearch.GUARD_FACTOR, linesearch.GUARD_SE]}
+               "precision": _prec(P, "grid_precision"), "names": list(linesearch.WIDTH_DIRECTIONS),
+               "rules": [linesearch.REFINE_STEPS, linesearch.CAP_DISPLACEMENTS, linesearch.FIRST_STEP_DISPLACEMENTS,
+                         linesearch.N_BOOT, linesearch.GUARD_FACTOR, linesearch.GUARD_SE]}
         out[init] = cache.memo_json("widths", key, compute)
     return out
 
@@ -147,25 +223,37 @@ def half_width(P: Profile, task: str, seed: int, init: str, direction: str = "d2
 
 
 @functools.lru_cache(maxsize=64)
-def surfaces(P: Profile, task: str, seed: int = 0, centre: str = "theta0", d2: str = "random") -> dict[str, xr.Dataset]:
+def surfaces(P: Profile, task: str, seed: int = 0, centre: str = "theta0", d2: str = "random",
+             alpha_window: float | None = None) -> dict[str, xr.Dataset]:
     """2D surfaces f(α, β) = L(origin + α·δ1 + β·δ2) of the main runs (δ2 filter-normalised
-    random, orthogonalised against δ1; or the trajectory's PCA direction with ``d2="pca"``).
+    random, orthogonalised against δ1; or the trajectory's PCA direction with ``d2="pca"``);
+    ``alpha_window``: only the grid's α within that distance of θ1 (the points claim 7 reads).
 
     The β axis is ``P.grid_beta`` × the run's own basin half-width along δ2 (:func:`half_width`),
     rounded to 3 significant digits: the same rule for PT and RI, so the loss visibly rises inside
     every surface. Every sentence's loss and prediction is kept (claims 3 and 7 bootstrap them)."""
     alphas, unit_betas = P.grid_axes()
+    if alpha_window is not None:
+        alphas = [a for a in alphas if abs(a - 1.0) <= alpha_window + 1e-9]
     if centre == "theta1":
         alphas = [round(a - 1.0, 10) for a in alphas]
     out = {}
     for init, run in main_runs(P, task, seed).items():
         b = float(f"{half_width(P, task, seed, init):.3g}")
         out[init] = landscape.run_surface(run, alphas=alphas, betas=[round(x * b, 10) for x in unit_betas],
-                                          centre=centre, d2=d2, seed=seed, n_eval=P.grid_n_eval,
+                                          centre=centre, d2=d2, seed=seed, n_eval=P.grid_n_eval, eval_seed=seed,
                                           precision=_prec(P, "grid_precision"), device=P.device,
                                           eval_batch_size=P.eval_batch_size, per_sample=True)
         out[init].attrs["beta_unit"] = b
     return out
+
+
+def agreement_surfaces(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset]:
+    """The surfaces claim 7 reads: the figure seed's whole θ0-centred surfaces; for other seeds only the
+    grid's α within :data:`bertscape.scorecard.NEIGHBOURHOOD` of θ1 (every β), the points compared."""
+    if seed == figure_seed(P):
+        return surfaces(P, task, seed)
+    return surfaces(P, task, seed, alpha_window=scorecard.NEIGHBOURHOOD)
 
 
 @functools.lru_cache(maxsize=64)
@@ -286,7 +374,7 @@ def basin_surfaces(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset
         def grid(alphas: list[float], betas: list[float], run=run, half_a=half_a, half_b=half_b) -> xr.Dataset:
             return landscape.run_surface(run, alphas=[round(x * half_a, 10) for x in alphas],
                                          betas=[round(x * half_b, 10) for x in betas], centre="theta1", seed=seed,
-                                         n_eval=P.grid_n_eval, precision=_prec(P, "grid_precision"), device=P.device,
+                                         n_eval=P.grid_n_eval, eval_seed=seed, precision=_prec(P, "grid_precision"), device=P.device,
                                          eval_batch_size=P.eval_batch_size, per_sample=True, splits=("train",))
 
         s = grow_basin_grid(grid, P.grid_points[0], BASIN_GROWTH_STEPS)
@@ -298,30 +386,35 @@ def basin_surfaces(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset
 
 
 @functools.lru_cache(maxsize=64)
-def areas(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
+def areas(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Area of the sub-level set {f ≤ f(θ1) + ε} around θ1 (:func:`basin_surfaces`): in α·β units,
-    and relative to ‖θ1‖² (area × ‖δ1‖·‖δ2‖ / ‖θ1‖², scale-invariant), with a bootstrap over the
-    training sentences; ``touches_edge`` = 1 when the set still reaches the edge of the grown grid
-    (censored), ``alpha_extent``/``beta_extent`` the grid's final span."""
+    and relative to ‖θ1‖² (area × ‖δ1‖·‖δ2‖ / ‖θ1‖², scale-invariant), with bootstrap replicates over
+    the training sentences (``boot``, ``boot_rel``: the same resamples for PT and RI, which share the
+    sentences); ``touches_edge`` = 1 when the set still reaches the edge of the grown grid (a lower
+    bound), ``alpha_extent``/``beta_extent`` the grid's final span."""
     out = {}
     for init, s in basin_surfaces(P, task, seed).items():
         run = main_runs(P, task, seed)[init]
         samples = s["train_sample_loss"].values.astype(np.float64)
         n1, n2 = s.attrs["d1_norm"], s.attrs["d2_norm"]
-        scale = n1 * n2 / norm(run.theta1()) ** 2
+        theta1_norm = norm(run.theta1())
+        scale = n1 * n2 / theta1_norm ** 2
         base = _basin_area(s, samples.mean(-1))
-        se = U.bootstrap_se(lambda idx: _basin_area(s, samples[..., idx].mean(-1))["area"], samples.shape[-1])
-        out[init] = {"area": base["area"], "area_se": se, "area_rel": base["area"] * scale,
-                     "area_rel_se": se * scale, "touches_edge": base["touches_edge"],
+        reps = U.replicates(lambda idx: _basin_area(s, samples[..., idx].mean(-1))["area"], samples.shape[-1])
+        out[init] = {"area": base["area"], "area_se": U.se_of(reps), "boot": reps.tolist(),
+                     "area_rel": base["area"] * scale, "area_rel_se": U.se_of(reps) * scale,
+                     "boot_rel": (reps * scale).tolist(), "touches_edge": base["touches_edge"],
+                     "theta1_norm": theta1_norm,
                      "alpha_extent": list(s.attrs["alpha_extent"]), "beta_extent": list(s.attrs["beta_extent"])}
     return out
 
 
 @functools.lru_cache(maxsize=64)
 def flatness(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Barrier and rises of the 1D curve, and basin widths (line searches) and area per main run,
-    flattened for a table."""
+    """Barrier and rises of the 1D curve, basin widths (line searches) in both units, the area, and the
+    curvatures along the same directions, per main run, flattened for a table."""
     c, w, ar = curves(P, task, seed), widths(P, task, seed), areas(P, task, seed)
+    cv = curvature_numbers(P, task, seed)
     out = {}
     for init in c:
         f, al = c[init]["train_loss"].values, c[init]["alpha"].values
@@ -330,46 +423,161 @@ def flatness(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, float]
             row.update({f"width_{k}": v["width"], f"width_{k}_se": v["width_se"], f"width_{k}_param": v["width_param"],
                         f"width_{k}_rel": v["width_rel"], f"width_{k}_censored": v["censored"]})
         row.update({k: v for k, v in ar[init].items() if not isinstance(v, list)})
+        row.update({f"curv_{k}": v["value"] for k, v in cv[init]["directional"].items()})
+        row.update(top_eigenvalue=cv[init]["top_eigenvalue"], trace=cv[init]["trace"])
         out[init] = row
     return out
 
 
+#: The flatness measures drawn side by side in two units: (table column, label, unit, kind).
+FLATNESS_MEASURES = (
+    ("width_d1", "width along δ1 (α)", "paper", "width"),
+    ("width_d2", "width along δ2 (β)", "paper", "width"),
+    ("area", "sub-level area (α·β)", "paper", "width"),
+    ("width_d1_fn", "width along δ1, filter-normalised", "invariant", "width"),
+    ("width_d2_fn", "width along a random dir., filter-normalised", "invariant", "width"),
+    ("area_rel", "sub-level area / ‖θ1‖²", "invariant", "width"),
+    ("curv_d1", "curvature along δ1 (α)", "paper", "curvature"),
+    ("curv_d2", "curvature along δ2 (β)", "paper", "curvature"),
+    ("curv_d1_fn", "curvature along δ1, filter-normalised", "invariant", "curvature"),
+    ("curv_d2_fn", "curvature along a random dir., filter-normalised", "invariant", "curvature"),
+    ("top_eigenvalue", "Hessian top eigenvalue (raw)", "raw", "curvature"),
+)
+
+
+def flatness_ratios(P: Profile, task: str) -> pd.DataFrame:
+    """PT ÷ RI of every width and area, and RI ÷ PT of every curvature (:data:`FLATNESS_MEASURES`), per
+    seed: above 1 PT's optimum is wider or flatter in that measure (the frame of
+    :func:`bertscape.plots.flatness_ratios`). The top eigenvalue is in raw parameter units."""
+    rows = []
+    for seed in P.seeds:
+        f = flatness(P, task, seed)
+        for col, label, unit, kind in FLATNESS_MEASURES:
+            pt, ri = f["pretrained"].get(col, np.nan), f["scratch"].get(col, np.nan)
+            ratio = pt / ri if kind == "width" else ri / pt
+            rows.append({"measure": label, "unit": unit, "kind": kind, "seed": seed, "ratio": ratio,
+                         "pretrained": pt, "scratch": ri})
+    return pd.DataFrame(rows)
+
+
+def flatness_table(P: Profile) -> pd.DataFrame:
+    """Every flatness number of the main runs in both units, PT and RI side by side: the mean over the
+    seeds and their standard deviation (``PT``, ``PT sd``, ``RI``, ``RI sd``; chapter 2's table, shown with
+    :func:`bertscape.report.mean_pm`). Rows in :data:`FLATNESS_MEASURES` order, then the robustness width
+    (biases and LayerNorm left out), the trace and ‖θ1‖ (the scale raw curvature is in)."""
+    extra = (("width_d2_fn_nobias", "width along a random dir., filter-normalised, no biases/LayerNorm", "invariant"),
+             ("trace", "Hessian trace (raw)", "raw"), ("theta1_norm", "‖θ1‖", "raw"),
+             ("barrier", "barrier on the line θ0 → θ1", "paper"))
+    measures = [(c, lab, u) for c, lab, u, _ in FLATNESS_MEASURES] + list(extra)
+    rows = []
+    for task in P.tasks:
+        for seed in P.seeds:
+            f = flatness(P, task, seed)
+            for init, v in f.items():
+                for col, label, unit in measures:
+                    rows.append({"task": task, "measure": label, "unit": report_unit(unit), "init": init, "seed": seed,
+                                 "value": v.get(col, np.nan)})
+    df = pd.DataFrame(rows)
+    g = df.groupby(["task", "measure", "unit", "init"], sort=False)["value"]
+    stats = pd.DataFrame({"mean": g.mean(), "sd": g.std()}).reset_index()
+    out = stats.pivot_table(index=["task", "measure", "unit"], columns="init", values=["mean", "sd"], sort=False)
+    out.columns = [f"{_SHORT.get(i, i)}{'' if k == 'mean' else ' sd'}" for k, i in out.columns]
+    return out.reset_index()
+
+
+def report_unit(unit: str) -> str:
+    """A unit key as the pages name it."""
+    return {"paper": "paper's (α, β)", "invariant": "scale-invariant", "raw": "raw parameters"}.get(unit, unit)
+
+
+def _curvature_directions(run: RunResult, seed: int) -> dict[str, dict]:
+    """The directions claim H measures curvature along, the same as claim 3's line searches: δ1 (α units),
+    the figures' δ2 (β units), δ1 and a random direction filter-normalised to θ1."""
+    theta1, delta = run.theta1(), run.delta()
+    return {"d1": delta, "d2": restrict(landscape.run_directions(run, seed=seed)["d2"], delta),
+            "d1_fn": filter_normalise(delta, theta1), "d2_fn": random_direction(theta1, seed, "filter", "whole")}
+
+
+def hessian_batches(run: RunResult, n: int, n_batches: int, seed: int, device: Any) -> list:
+    """``n`` training sentences of the run (the stratified, seeded sample every Hessian of the book
+    uses), split into ``n_batches`` independent random batches (:func:`bertscape.curvature.independent_batches`)."""
+    train_enc = run_data(run.spec)[0]
+    spec = run.spec
+    n = min(n, len(train_enc))
+    n -= n % n_batches
+    idx = subset_indices(train_enc.labels, n, seed, stratify=not spec.task_info.is_regression, param="n_eval")
+    sample = train_enc.select(idx)
+    return curvature.independent_batches(lambda pos: prepare_eval(sample.select(pos), device, len(pos)), n, n_batches)
+
+
 @functools.lru_cache(maxsize=64)
-def curvature_numbers(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING) -> dict[str, dict[str, float]]:
-    """Hessian top eigenvalue (Lanczos, with its Ritz residual) and trace (Hutchinson, with its
-    standard error) of the training loss at θ1, on ``P.hessian_n_eval`` training sentences (the same
-    stratified sample chapter 4's per-layer Hessian uses), ``P.hessian_steps`` products each."""
+def curvature_numbers(P: Profile, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING) -> dict[str, dict]:
+    """Curvature of the training loss at θ1 (:func:`bertscape.curvature.curvature_at`) on
+    ``P.hessian_n_eval`` training sentences in ``P.hessian_batches`` independent batches (the same for
+    PT and RI): uᵀHu along the directions of claim 3 (:func:`_curvature_directions`), the top eigenvalue
+    (``P.hessian_steps`` Lanczos steps) and the trace (``hessian_steps // 2`` Hutchinson probes), each
+    with per-batch values for its sampling error, and ‖θ1‖."""
     out = {}
     for init, run in runs(P, task, seed, pairing).items():
         def compute(run=run) -> dict:
             device = _device(P)
-            sets = landscape.eval_sets_for_run(run, P.hessian_n_eval, seed, device=device, splits=("train",))
+            batches = hessian_batches(run, P.hessian_n_eval, P.hessian_batches, seed, device)
             model = run.model("theta1", device=str(device))
-            top, resid = curvature.hessian_top_eigenvalues(model, sets["train"], k=1, lanczos_steps=P.hessian_steps,
-                                                           seed=seed, return_residuals=True)
-            tr, se = curvature.hessian_trace(model, sets["train"], n_samples=P.hessian_steps, seed=seed,
-                                             return_stderr=True)
-            return {"top_eigenvalue": top[0], "top_residual": resid[0], "trace": tr, "trace_stderr": se,
-                    "n_params": int(sum(p.numel() for p in model.parameters()))}
+            res = curvature.curvature_at(model, batches, _curvature_directions(run, seed), P.hessian_steps,
+                                         max(1, P.hessian_steps // 2), seed)
+            res.update(theta1_norm=norm(run.theta1()), n_params=int(sum(p.numel() for p in model.parameters())))
+            return res
 
-        out[init] = cache.memo_json("curvature", {"run": run.spec.key(), "n": P.hessian_n_eval,
-                                                  "steps": P.hessian_steps, "seed": seed}, compute)
+        out[init] = cache.memo_json("curvature", {"run": run.spec.key(), "n": P.hessian_n_eval, "batches":
+                                                  P.hessian_batches, "steps": P.hessian_steps, "seed": seed}, compute)
     return out
 
 
 @functools.lru_cache(maxsize=64)
 def layer_reports(P: Profile, task: str, seed: int = 0) -> dict[str, layers.LayerReport]:
-    """Every layer measure (change, per-layer curves, restore, per-layer curvature, CKA). The
-    per-layer curves are evaluated on training sentences only and the restore experiment bottom-up
-    and top-down only: the book draws and scores nothing else (the dev-set curves and the
-    group-by-group restore cost ~90 s on 2 cores)."""
+    """Every layer measure (change, per-layer curves, restore, per-layer curvature, CKA) for the
+    figures (drawn for the figure seed). The per-layer curves are evaluated on training sentences
+    only and the restore experiment bottom-up and top-down only: the book draws nothing else (the
+    dev-set curves and the group-by-group restore cost ~90 s on 2 cores)."""
     n = P.curve_n_eval
     return {init: layers.analyze_run(run, n_train_eval=n, n_dev_eval=n, n_hessian=P.hessian_n_eval,
                                      alphas=P.layer_alphas, lanczos_steps=P.layer_hessian_steps, cka_tokens=P.cka_tokens,
-                                     seed=seed,
-                                     precision=_prec(P, "curve_precision"), device=P.device, curve_sets=("train",),
-                                     orders=("bottom-up", "top-down"))
+                                     seed=seed, precision=_prec(P, "curve_precision"), device=P.device,
+                                     curve_sets=("train",), orders=("bottom-up", "top-down"))
             for init, run in main_runs(P, task, seed).items()}
+
+
+def layer_fd_step(P: Profile) -> float:
+    """h of claim 8's per-layer curvature (f(1 + h) − 2 f(1) + f(1 − h)) / h²: the smallest step with
+    1 ± h both in ``P.layer_alphas`` (those points of the figure's per-layer curves)."""
+    return layers.fd_step(P.layer_alphas)
+
+
+@functools.lru_cache(maxsize=64)
+def layer_evidence(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Claim 8's numbers for every seed: the relative change of each encoder layer (lowest first) and
+    every training sentence's loss with one layer at α = 1 − h, 1, 1 + h along its own δ1 block
+    (others at θ1; :func:`bertscape.layers.layer_point_losses`, ``curve_n_eval`` sentences drawn with
+    the seed), and the loss rise when the layer alone returns to θ0 (from the same evaluation)."""
+    h = layer_fd_step(P)
+    out = {}
+    for init, run in main_runs(P, task, seed).items():
+        def compute(run=run) -> dict:
+            dev = _device(P)
+            theta0, theta1 = run.theta0(), run.theta1()
+            lm = layers.discover_layers(theta0)
+            enc = list(lm.encoder_groups)
+            change = layers.relative_change(theta0, theta1, lm)
+            es = landscape.eval_sets_for_run(run, P.curve_n_eval, seed, dev, P.eval_batch_size, splits=("train",))
+            losses = layers.layer_point_losses(run.model("theta1", device=str(dev)), theta0, theta1, es["train"],
+                                               [0.0, 1.0 - h, 1.0, 1.0 + h], enc, lm, _prec(P, "curve_precision"))
+            return {"groups": enc, "change": [float(change.loc[g, "relative_change"]) for g in enc],
+                    "fd": losses[:, 1:, :].tolist(), "rise": (losses[:, 0, :].mean(-1) - losses[:, 2, :].mean(-1)).tolist()}
+
+        res = cache.memo_json("layer-evidence", {"run": run.spec.key(), "n": P.curve_n_eval, "seed": seed, "h": h,
+                                                 "precision": _prec(P, "curve_precision")}, compute)
+        out[init] = {**res, "fd": np.asarray(res["fd"]), "h": h}
+    return out
 
 
 # ----------------------------------------------------------------------------- θ1 evaluations
@@ -429,38 +637,56 @@ def restore_predictions(P: Profile, task: str, seed: int = 0) -> dict[str, dict[
 
 # ----------------------------------------------------------------------------- one basin or many
 
-def lmc_runs(P: Profile, task: str) -> dict[str, dict[int, RunResult]]:
-    """The main runs (the profile's learning rates) of every seed in ``P.lmc_seeds``, per starting
-    point: ``{init: {seed: run}}`` (seeds beyond ``P.seeds`` are trained here)."""
-    return {init: {s: runs(P, task, s)[init] for s in P.lmc_seeds} for init in P.inits}
+def lmc_runs(P: Profile, task: str, bodies: str = "shared") -> dict[str, dict[int, RunResult]]:
+    """The runs of every seed in ``P.lmc_seeds`` per starting point (the profile's learning rates):
+    ``{init: {seed: run}}``. PT's are the main runs (one pre-trained θ0). RI's share one random θ0, the
+    first lmc seed's, and differ only in head, dropout and batch order (``bodies="shared"``): a barrier
+    between them is then the landscape's, not the permutation symmetry of two unrelated random networks.
+    ``bodies="own"``: the main RI runs, each with its own random θ0 (a second, reported row)."""
+    if bodies not in ("shared", "own"):
+        raise ValueError(f"bodies={bodies!r} is not accepted; expected 'shared' or 'own'")
+    out: dict[str, dict[int, RunResult]] = {}
+    for init in P.inits:
+        if init == "scratch" and bodies == "shared":
+            out[init] = {s: train(P.run_spec(task, init, s, init_seed=P.lmc_seeds[0])) for s in P.lmc_seeds}
+        else:
+            out[init] = {s: runs(P, task, s)[init] for s in P.lmc_seeds}
+    return out
 
 
 @functools.lru_cache(maxsize=64)
 def segments(P: Profile, task: str) -> list[dict[str, Any]]:
-    """The straight segments (1 − t)·θ1ᵃ + t·θ1ᵇ between every pair of seeds of one starting point,
-    and between PT and RI at the first seed, on ``P.segment_points`` points, ``P.grid_n_eval``
-    sentences per split (the same seeded sentences for every segment), every sentence's loss and
-    prediction kept: ``[{kind, a, b, curve}]`` with ``kind`` ``PT–PT``, ``RI–RI`` or ``PT–RI``."""
+    """The straight segments (1 − t)·θ1ᵃ + t·θ1ᵇ between every pair of seeds of one starting point
+    (RI: seeds sharing one random θ0, and again seeds with their own θ0), and between PT and RI at the
+    first seed, on ``P.segment_points`` points, ``P.grid_n_eval`` sentences per split (the same seeded
+    sentences for every segment), every sentence's loss and prediction kept: ``[{kind, a, b, curve}]``
+    with ``kind`` ``PT–PT``, ``RI–RI``, ``RI–RI (own θ0)`` or ``PT–RI``."""
     ts = [round(i / (P.segment_points - 1), 10) for i in range(P.segment_points)]
-    by_init = lmc_runs(P, task)
-    pairs = [(f"{_SHORT[i]}–{_SHORT[i]}", (i, a), (i, b)) for i in P.inits
-             for n, a in enumerate(P.lmc_seeds) for b in P.lmc_seeds[n + 1:]]
+    shared, own = lmc_runs(P, task, "shared"), lmc_runs(P, task, "own")
+    pairs = []
+    for i in P.inits:
+        for n, a in enumerate(P.lmc_seeds):
+            for b in P.lmc_seeds[n + 1:]:
+                pairs.append((f"{_SHORT[i]}–{_SHORT[i]}", shared[i][a], shared[i][b]))
+                if i == "scratch":
+                    pairs.append(("RI–RI (own θ0)", own[i][a], own[i][b]))
     if len(P.inits) == 2:
         s0 = P.lmc_seeds[0]
-        pairs.append(("PT–RI", ("pretrained", s0), ("scratch", s0)))
+        pairs.append(("PT–RI", shared["pretrained"][s0], shared["scratch"][s0]))
     out = []
-    for kind, (ia, sa), (ib, sb) in pairs:
-        curve = landscape.run_segment(by_init[ia][sa], by_init[ib][sb], ts, n_eval=P.grid_n_eval,
-                                      precision=_prec(P, "grid_precision"), device=P.device,
-                                      eval_batch_size=P.eval_batch_size, per_sample=True)
-        out.append({"kind": kind, "a": f"{_SHORT[ia]} s{sa}", "b": f"{_SHORT[ib]} s{sb}", "curve": curve})
+    for kind, ra, rb in pairs:
+        curve = landscape.run_segment(ra, rb, ts, n_eval=P.grid_n_eval, precision=_prec(P, "grid_precision"),
+                                      device=P.device, eval_batch_size=P.eval_batch_size, per_sample=True)
+        out.append({"kind": kind, "a": f"{_SHORT[ra.spec.init]} s{ra.spec.seed}",
+                    "b": f"{_SHORT[rb.spec.init]} s{rb.spec.seed}", "curve": curve})
     return out
 
 
-def segment_barrier(curve: xr.Dataset, split: str = "train", quantity: str = "loss") -> tuple[float, float]:
-    """(barrier, bootstrap standard error over sentences) of a segment: the largest rise of the
-    per-sentence mean ``quantity`` (``loss`` or ``error``) above the chord of its end values
-    (:func:`bertscape.flatness.barrier_height`)."""
+def segment_barrier(curve: xr.Dataset, split: str = "train", quantity: str = "loss") -> dict[str, float]:
+    """The barrier of a segment, the largest rise of the per-sentence mean ``quantity`` (``loss`` or
+    ``error``) above the chord of its end values (:func:`bertscape.flatness.barrier_height`), with its
+    bootstrap s.e. and its BCa interval over the sentences (a barrier is ≥ 0 and skewed near 0):
+    ``{value, se, lo, hi}``."""
     t = curve["alpha"].values
     if quantity == "loss":
         samples = curve[f"{split}_sample_loss"].values.astype(np.float64)
@@ -468,202 +694,39 @@ def segment_barrier(curve: xr.Dataset, split: str = "train", quantity: str = "lo
         samples = (curve[f"{split}_sample_pred"].values != curve[f"{split}_label"].values[None, :]).astype(np.float64)
     else:
         raise ValueError(f"quantity={quantity!r} is not accepted; expected 'loss' or 'error'")
+
+    def stat(x, axis=-1):  # x: (points, [resamples,] sentences); the barrier of each resample's mean curve
+        m = np.moveaxis(np.asarray(x).mean(axis=axis), 0, -1)  # ([resamples,] points)
+        return np.array([barrier_height(r, t) for r in m.reshape(-1, m.shape[-1])]).reshape(m.shape[:-1])
+
     value = barrier_height(samples.mean(-1), t)
+    lo, hi = U.bca_interval(samples, stat)
     se = U.bootstrap_se(lambda idx: barrier_height(samples[:, idx].mean(-1), t), samples.shape[-1])
-    return float(value), se
+    return {"value": float(value), "se": se, "lo": lo, "hi": hi}
 
 
 @functools.lru_cache(maxsize=64)
 def barriers(P: Profile, task: str) -> pd.DataFrame:
     """One row per segment of :func:`segments`: its kind and end points, the training loss at both
-    ends, and the barrier of the training loss and of the dev error with their standard errors."""
+    ends, the barrier of the training loss (with its s.e. and BCa interval) and of the dev error."""
     rows = []
     for seg in segments(P, task):
         c = seg["curve"]
         f = c["train_loss"].values
-        (b, se), (db, dse) = segment_barrier(c, "train", "loss"), segment_barrier(c, "dev", "error")
+        b, d = segment_barrier(c, "train", "loss"), segment_barrier(c, "dev", "error")
         rows.append({"kind": seg["kind"], "a": seg["a"], "b": seg["b"], "train_loss_a": float(f[0]),
-                     "train_loss_b": float(f[-1]), "barrier": b, "barrier_se": se,
-                     "dev_error_barrier": db, "dev_error_barrier_se": dse})
+                     "train_loss_b": float(f[-1]), "barrier": b["value"], "barrier_se": b["se"],
+                     "barrier_lo": b["lo"], "barrier_hi": b["hi"],
+                     "dev_error_barrier": d["value"], "dev_error_barrier_se": d["se"]})
     return pd.DataFrame(rows)
 
-
-# ----------------------------------------------------------------------------- claims
 
 def _metric(P: Profile, task: str) -> str:
     return P.run_spec(task, "pretrained").metric
 
 
-def _pair(d: dict[str, Any]) -> tuple[Any, Any]:
-    if "pretrained" not in d or "scratch" not in d:
-        raise ValueError("the scorecard compares both starting points: the profile's inits must be "
-                         "('pretrained', 'scratch')")
-    return d["pretrained"], d["scratch"]
-
-
 def _metric_fn(P: Profile, task: str) -> U.MetricFn:
     return U.metric_fn(P.run_spec(task, "pretrained").task_info, _metric(P, task))
-
-
-def _trained(P: Profile, task: str, seed: int, pairing: str, who: str = "both") -> str | None:
-    pt, ri = _pair(runs(P, task, seed, pairing))
-    steps = {"PT": pt.steps, "RI": ri.steps} if who == "both" else {"PT": pt.steps}
-    return scorecard.trained_reason(steps)
-
-
-def _claim_training_loss(P, task, seed, pairing):
-    pt, ri = _pair(runs(P, task, seed, pairing))
-    return scorecard.claim_training_loss(pt.steps, ri.steps)
-
-
-def _claim_monotone(P, task, seed, pairing):
-    pt, ri = _pair(curves(P, task, seed))
-    return [scorecard.monotone_row(pt["alpha"].values, pt["train_sample_loss"].values,
-                                   ri["alpha"].values, ri["train_sample_loss"].values,
-                                   untrained=_trained(P, task, seed, pairing, "PT"))]
-
-
-def _skipped(claim, pairing: str, reason: str | None) -> list[dict] | None:
-    """Under a matched pairing in which a run did not train, the costly landscape measures (line
-    searches, Hessians) cannot change the verdict (a comparison with a run that did not train is
-    inconclusive), so they are not computed: one inconclusive row says why."""
-    if pairing == PROFILE_PAIRING or not reason:
-        return None
-    return [scorecard.row(claim, "every quantity of the claim", None, None, float("nan"), None, "—",
-                          untrained=f"{reason}; not computed")]
-
-
-def _claim_wider(P, task, seed, pairing):
-    untrained = _trained(P, task, seed, pairing)
-    skipped = _skipped(3, pairing, untrained)
-    if skipped:
-        return skipped
-    pt, ri = _pair(widths(P, task, seed, pairing))
-    ar = _pair(areas(P, task, seed)) if pairing == PROFILE_PAIRING else (None, None)
-    return scorecard.claim_wider(pt, ri, *ar, untrained=untrained)
-
-
-def _claim_straighter(P, task, seed, pairing):
-    pt, ri = _pair(runs(P, task, seed, pairing))
-    return scorecard.claim_straighter(path_stats(pt)["ratio"], path_stats(ri)["ratio"],
-                                      scorecard.steps_to_basin(pt.steps), scorecard.steps_to_basin(ri.steps),
-                                      untrained=_trained(P, task, seed, pairing))
-
-
-def _claim_overfitting(P, task, seed, pairing):
-    pt, ri = _pair(long_runs(P, task, seed))
-    (pp, labels), (rp, _) = pt.dev_predictions(), ri.dev_predictions()
-    return scorecard.claim_overfitting(pp, rp, labels, _metric_fn(P, task), pt.steps, ri.steps, _metric(P, task))
-
-
-def _claim_generalise(P, task, seed, pairing):
-    pt, ri = _pair(theta1_evals(P, task, seed, pairing))
-    return scorecard.claim_generalise(pt, ri, _metric_fn(P, task), _metric(P, task),
-                                      untrained=_trained(P, task, seed, pairing))
-
-
-def _surface_samples(s: xr.Dataset) -> dict[str, np.ndarray]:
-    return {"train_samples": s["train_sample_loss"].values.astype(np.float64),
-            "dev_samples": s["dev_sample_loss"].values.astype(np.float64),
-            "dev_preds": s["dev_sample_pred"].values, "dev_labels": s["dev_label"].values,
-            "mask": scorecard.neighbourhood_mask(s["alpha"].values, s["beta"].values)}
-
-
-def _claim_surfaces_agree(P, task, seed, pairing):
-    pt, ri = _pair(surfaces(P, task, seed))
-    return scorecard.claim_surfaces_agree(_surface_samples(pt), _surface_samples(ri), _metric_fn(P, task),
-                                          untrained=_trained(P, task, seed, pairing))
-
-
-def _encoder_change_and_rise(rep: layers.LayerReport) -> tuple[list[float], list[float]]:
-    """Relative change and per-layer curve rise (others at θ1) of the encoder layers."""
-    ch = rep.change[(rep.change["layer_index"] >= 0) & (rep.change.index.str.startswith("layer"))]
-    cs = rep.curve_summary.loc["theta1"]
-    cs = cs[cs.index.str.startswith("layer")]
-    return list(ch["relative_change"]), list(cs["train_loss_rise"])
-
-
-def _claim_layers_invariant(P, task, seed, pairing):
-    pt, ri = _pair(layer_reports(P, task, seed))
-    (a, b), (c, d) = _encoder_change_and_rise(pt), _encoder_change_and_rise(ri)
-    return scorecard.claim_layers_invariant(a, b, c, d, untrained=_trained(P, task, seed, pairing, "PT"))
-
-
-def _claim_restore(P, task, seed, pairing):
-    preds = restore_predictions(P, task, seed)
-    return scorecard.claim_restore(preds["pretrained"], preds.get("scratch"), _metric_fn(P, task), _metric(P, task),
-                                   untrained=_trained(P, task, seed, pairing, "PT"))
-
-
-def _claim_one_basin(P, task, seed, pairing):
-    if seed != P.seeds[0]:  # a claim across seeds: decided once, under the first seed
-        return []
-    b = barriers(P, task)
-    pick = lambda kind: list(zip(b.loc[b["kind"] == kind, "barrier"], b.loc[b["kind"] == kind, "barrier_se"]))  # noqa: E731
-    steps = {f"{_SHORT[i]} s{s}": r.steps for i, rs in lmc_runs(P, task).items() for s, r in rs.items()}
-    return scorecard.claim_one_basin(pick("PT–PT"), pick("RI–RI"), untrained=scorecard.trained_reason(steps))
-
-
-def _claim_curvature(P, task, seed, pairing):
-    untrained = _trained(P, task, seed, pairing)
-    skipped = _skipped("H", pairing, untrained)
-    if skipped:
-        return skipped
-    pt, ri = _pair(curvature_numbers(P, task, seed, pairing))
-    return scorecard.claim_curvature(pt, ri, untrained=untrained)
-
-
-#: How each claim of :data:`bertscape.scorecard.CLAIMS` is computed from the study's results, for
-#: a task, seed and pairing (the matched pairings only for claims marked ``controlled``).
-CLAIM_ROWS: dict[Any, Callable[[Profile, str, int, str], list[dict]]] = {
-    1: _claim_training_loss, 2: _claim_monotone, 3: _claim_wider, 4: _claim_straighter,
-    5: _claim_overfitting, 6: _claim_generalise, 7: _claim_surfaces_agree, 8: _claim_layers_invariant,
-    9: _claim_restore, "H": _claim_curvature, "L": _claim_one_basin,
-}
-
-
-def chapter_claims(P: Profile, chapter: str, task: str, seed: int = 0, pairing: str = PROFILE_PAIRING) -> list[dict]:
-    """Claim rows of one chapter for one task, seed and pairing."""
-    ids = scorecard.chapter_claims().get(chapter, ())
-    return [r for c in ids if pairing == PROFILE_PAIRING or scorecard.CLAIMS[c].controlled
-            for r in CLAIM_ROWS[c](P, task, seed, pairing)]
-
-
-def chapter_scorecard(P: Profile, chapter: str, controls: bool = True) -> pd.DataFrame:
-    """The chapter's claim rows for every task, seed and pairing of the profile (one row per
-    quantity, seed and pairing; see :func:`bertscape.scorecard.summarise` for the seed summary)."""
-    frames = [scorecard.table(chapter_claims(P, chapter, t, s, p), task=t, seed=s, pairing=p)
-              for t in P.tasks for s in P.seeds for p in (pairings(P) if controls else [PROFILE_PAIRING])]
-    frames = [f for f in frames if not f.empty]
-    df = pd.concat(frames, ignore_index=True)
-    df.insert(0, "chapter", chapter)
-    return df
-
-
-def full_scorecard(P: Profile) -> pd.DataFrame:
-    """Every chapter's claim rows (the scorecard page)."""
-    return pd.concat([chapter_scorecard(P, ch) for ch in scorecard.chapter_claims()], ignore_index=True)
-
-
-def verdict_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of a chapter's (or the whole) scorecard formatted for readers: one row per
-    quantity and pairing over the seeds, with readable columns and 3–4 significant digits."""
-    s = scorecard.summarise(df)
-
-    def fmt(x: float) -> str:
-        return "" if not np.isfinite(x) else f"{x:.4g}"
-
-    def pm(m: float, sd: float) -> str:
-        return fmt(m) + (f" ± {sd:.2g}" if np.isfinite(sd) and sd > 0 else "")
-
-    out = pd.DataFrame({
-        "task": s["task"], "pairing": s["pairing"], "claim": s["claim"].astype(str), "quantity": s["quantity"],
-        "PT": [pm(m, d) for m, d in zip(s["pretrained"], s["pretrained_sd"])],
-        "RI": [pm(m, d) for m, d in zip(s["scratch"], s["scratch_sd"])],
-        "margin ± s.e.": [f"{fmt(m)} ± {u:.2g}" if np.isfinite(u) else fmt(m) for m, u in zip(s["margin"], s["uncertainty"])],
-        "criterion": s["criterion"], "verdict": s["verdict"], "why": s["reason"], "seeds": s["seeds"],
-    })
-    return out
 
 
 # ----------------------------------------------------------------------------- a chapter's first and last cell
@@ -683,21 +746,6 @@ def start(profile: str = DEFAULT_PROFILE, tasks: str | list[str] | None = None, 
     if show_profile:
         display(Markdown(profile_summary(P)))
     return P
-
-
-def verdict(P: Profile, chapter: str, quantities: dict[str, tuple[int | str, str]] | None = None) -> Any:
-    """A chapter's last cell: its claim rows (:func:`chapter_scorecard`), the verdict line glued as
-    ``chapter_verdict`` (:func:`bertscape.report.chapter_verdict`), the numbers its prose quotes
-    glued by :func:`bertscape.report.glue_quantities` (``quantities``: ``{name: (claim, quantity
-    substring)}``), and, returned for display, the table of its rows for readers."""
-    # myst_nb imports Sphinx: loaded only when a chapter glues (as in report.glue_quantities)
-    from myst_nb import glue
-
-    card = chapter_scorecard(P, chapter)
-    summary = scorecard.summarise(card)
-    glue("chapter_verdict", Markdown(report.chapter_verdict(card)), display=False)
-    report.glue_quantities(summary, quantities or {})
-    return report.people_table(report.drop_constant(verdict_table(card), ["task"]))
 
 
 # ----------------------------------------------------------------------------- tables for the chapters
@@ -729,16 +777,17 @@ def final_metrics(P: Profile, task: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def mean_spread(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:
-    """Mean ± standard deviation over seeds, formatted per column (the mean alone for a group of
-    one seed: a spread of one value is no spread)."""
-    g = df.groupby(by, sort=False)[cols]
-    mean, std, n = g.mean(), g.std(), g.count()
-    out = pd.DataFrame(index=mean.index)
-    for c in cols:
-        out[c] = [f"{m:.4g} ± {s:.2g}" if k > 1 and np.isfinite(s) else f"{m:.4g}"
-                  for m, s, k in zip(mean[c], std[c], n[c])]
-    return out
+def path_summary(P: Profile, task: str) -> pd.DataFrame:
+    """One row per main run of the figure seed: how far off the (δ1, δ2) plane its checkpoints lie (relative
+    to their distance from θ0) and how well the surface predicts their training loss."""
+    from .plots import init_label  # plots imports matplotlib: only a chapter's table needs the label
+
+    traj = trajectories(P, task, figure_seed(P))
+    return pd.DataFrame([{"task": task, "start": init_label(i), "checkpoints": len(t),
+                          "median off-plane residual": t["rel_residual"].median(),
+                          "largest off-plane residual": t["rel_residual"].max(),
+                          "largest |true − surface| loss": (t["train_loss"] - t["train_loss_surface"]).abs().max()}
+                         for i, t in traj.items()])
 
 
 def layer_frame(reports: dict[str, layers.LayerReport], table: str, value: str,

@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from . import compute, study
+from . import claims, compute, study
 from .compute import Outcome, Unit
 from .errors import bad_value
 from .profiles import DEFAULT_PROFILE, PROFILE_NAMES, Profile, from_params
@@ -80,9 +80,10 @@ class SweepReport:
 # ----------------------------------------------------------------------------- what a profile needs
 
 def run_specs(P: Profile) -> list[Any]:
-    """Every distinct fine-tuning run of the profile: the runs of each learning-rate pairing and
-    the long runs, for every task, seed and starting point, and the main runs of the connectivity
-    chapter's ``lmc_seeds`` (a run shared by pairings or chapters once)."""
+    """Every distinct fine-tuning run of the profile: the runs of each learning-rate pairing for every
+    task, seed and starting point; the long runs (PT's for every seed, RI's for the figure seed); and the
+    connectivity chapter's runs of ``lmc_seeds`` (PT's main runs, RI's sharing one random θ0 and RI's main
+    runs). A run shared by pairings or chapters is listed once."""
     specs = {}
     for t in P.tasks:
         for s in P.seeds:
@@ -91,12 +92,14 @@ def run_specs(P: Profile) -> list[Any]:
                     spec = P.run_spec(t, init, s, lr=study._pairing_lr(P, pairing, init))
                     specs.setdefault(spec.key(), spec)
             for init in P.inits:
-                spec = P.long_run_spec(t, init, s)
-                specs.setdefault(spec.key(), spec)
+                if init == "pretrained" or s == study.figure_seed(P):
+                    spec = P.long_run_spec(t, init, s)
+                    specs.setdefault(spec.key(), spec)
         for s in P.lmc_seeds:
             for init in P.inits:
-                spec = P.run_spec(t, init, s)
-                specs.setdefault(spec.key(), spec)
+                for spec in ([P.run_spec(t, init, s), P.run_spec(t, init, s, init_seed=P.lmc_seeds[0])]
+                             if init == "scratch" else [P.run_spec(t, init, s)]):
+                    specs.setdefault(spec.key(), spec)
     return list(specs.values())
 
 
@@ -117,12 +120,14 @@ def _measure_units(P: Profile, controls: bool) -> list[Unit]:
         for s in P.seeds:
             if not controls:
                 pairs = [study.PROFILE_PAIRING]
-                for name in ("layer_reports", "pca_paths"):
+                names = ("layer_evidence", "long_train_loss") + (("layer_reports", "pca_paths")
+                                                                 if s == study.figure_seed(P) else ())
+                for name in names:
                     units.append(Unit(f"{name} {t}/s{s}", _study, (P, name, (t, s)), status="done"))
             else:
                 pairs = study.pairings(P)[1:]
             for pairing in pairs:
-                untrained = pairing != study.PROFILE_PAIRING and study._trained(P, t, s, pairing)
+                untrained = pairing != study.PROFILE_PAIRING and claims.not_trained(P, t, s, pairing)
                 for name in ("theta1_evals", "widths", "curvature_numbers"):
                     # the scorecard does not compute a matched pairing's widths or Hessians when one
                     # of its runs did not train (its verdict is inconclusive either way)
@@ -204,14 +209,18 @@ def sweep(P: Profile, executor: compute.Executor | None = None, stages: Sequence
 
     def grids() -> list[Outcome]:
         segments = [(f"segments {t}", lambda t=t: study.segments(P, t)) for t in P.tasks]
-        return _on_driver(ex, _driver_calls(P, ("curves", "surfaces", "basin_surfaces")) + segments)
+        return _on_driver(ex, _driver_calls(P, ("curves", "agreement_surfaces", "basin_surfaces")) + segments)
 
     def book() -> list[Outcome]:
+        s0 = study.figure_seed(P)
         units = [Unit(f"{name} {t}/s{s}", _study, (P, name, (t, s)), status="done")
-                 for t in P.tasks for s in P.seeds for name in ("trajectories", "restore_predictions")]
+                 for t in P.tasks for s in P.seeds for name in ("trajectories", "restore_predictions")
+                 if name != "trajectories" or s == s0]
         ex.run(units, retries=retries, desc="trajectories, restores", progress=progress)
-        return _on_driver(ex, [("every chapter's scorecard", lambda: study.full_scorecard(P))]
-                          + _driver_calls(P, ("trajectories", "pca_paths", "flatness")))
+        figures = [(f"{name} {t}/s{s0}", (lambda name=name, t=t: getattr(study, name)(P, t, s0)))
+                   for t in P.tasks for name in ("trajectories", "pca_paths")]
+        return _on_driver(ex, [("every chapter's scorecard", lambda: claims.full_scorecard(P))] + figures
+                          + _driver_calls(P, ("flatness",)))
 
     for name, body in (("runs", runs), ("measures", measures), ("grids", grids), ("book", book)):
         stage(name, body)

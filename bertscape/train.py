@@ -137,7 +137,8 @@ class RunResult:
         if which not in ("theta0", "theta1"):
             raise ValueError(f"which={which!r} is not accepted; expected 'theta0' or 'theta1'")
         task = self.spec.task_info
-        net = build_model(self.spec.model, self.spec.init, task.num_labels, self.spec.seed, task.is_regression)
+        net = build_model(self.spec.model, self.spec.init, task.num_labels, self.spec.seed, task.is_regression,
+                          self.spec.init_seed)
         load_state(net, self.theta0() if which == "theta0" else self.theta1())
         return net.to(device).eval()
 
@@ -248,7 +249,8 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
     dev = prepare_eval(dev_enc, device)
     steps_per_epoch, total, ckpt_steps, eval_steps = _step_plan(spec, len(train_enc))
 
-    model = build_model(spec.model, spec.init, task.num_labels, spec.seed, task.is_regression).to(device)
+    model = build_model(spec.model, spec.init, task.num_labels, spec.seed, task.is_regression,
+                        spec.init_seed).to(device)
     theta0 = trainable_state(model)
     opt = _optimizer(model, spec)
     sched = _scheduler(opt, spec, total)

@@ -218,13 +218,14 @@ def test_a_resumed_sweep_recomputes_nothing_cached(cluster, tiny_bert, fresh_cac
                     control_lrs=(), device="cpu")
     # a sweep that "died" after its runs
     first = sweep.sweep(P, cluster, stages=("runs",), progress=False, log=lambda s: None)
-    # main and long runs of PT and RI, and the second seed's main runs for the connectivity chapter
-    assert first.summary().loc["runs", "computed"] == len(sweep.run_specs(P)) == 6
+    # 2 seeds × main runs of PT and RI, PT's long runs of both seeds and RI's of the first, and the
+    # connectivity chapter's RI of the second seed trained from the first seed's random θ0
+    assert first.summary().loc["runs", "computed"] == len(sweep.run_specs(P)) == 8
     runs_before = _snapshot(fresh_cache / "runs")
     full = sweep.sweep(P, cluster, progress=False, log=lambda s: None)
     assert not full.failures, full.failures
     s = full.summary()
-    assert s.loc["runs", "cached"] == 6 and s.loc["runs", "computed"] == 0
+    assert s.loc["runs", "cached"] == 8 and s.loc["runs", "computed"] == 0
     assert s.loc["grids", "computed"] > 0  # shards ran on the workers
     assert _snapshot(fresh_cache / "runs") == runs_before
     # resumed again, with every memo of this process forgotten: reads everything back, writes nothing

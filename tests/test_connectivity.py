@@ -33,12 +33,17 @@ def test_barrier_of_known_segments() -> None:
     flat = _segment(lambda t: 0.3 + 0.2 * t)                       # on its chord: no barrier
     bump = _segment(lambda t: 0.3 + 0.2 * t + 0.8 * t * (1 - t))   # rises 0.2 above the chord at t = 0.5
     dip = _segment(lambda t: 0.5 - 0.4 * t * (1 - t))             # below its chord everywhere
-    assert study.segment_barrier(flat)[0] == pytest.approx(0.0, abs=1e-12)
-    assert study.segment_barrier(bump)[0] == pytest.approx(0.2)
-    assert study.segment_barrier(dip)[0] == pytest.approx(0.0, abs=1e-12)
-    # the uncertainty is zero when every sentence moves alike, and grows with sentence-to-sentence noise
-    assert study.segment_barrier(bump)[1] == pytest.approx(0.0, abs=1e-12)
-    assert study.segment_barrier(_segment(lambda t: 0.3 + 0.8 * t * (1 - t), noise=0.5))[1] > 0
+    assert study.segment_barrier(flat)["value"] == pytest.approx(0.0, abs=1e-12)
+    assert study.segment_barrier(bump)["value"] == pytest.approx(0.2)
+    assert study.segment_barrier(dip)["value"] == pytest.approx(0.0, abs=1e-12)
+    # no spread when every sentence moves alike (the interval is a point); sentence-to-sentence noise widens it
+    b = study.segment_barrier(bump)
+    assert b["se"] == pytest.approx(0.0, abs=1e-12) and (b["lo"], b["hi"]) == pytest.approx((0.2, 0.2))
+    noisy = study.segment_barrier(_segment(lambda t: 0.3 + 0.8 * t * (1 - t), noise=0.5))
+    assert noisy["se"] > 0 and noisy["lo"] < noisy["value"] < noisy["hi"]
+    # a barrier of 0 on a flat segment with noise: the interval starts at 0 (a barrier is never negative)
+    flat_noisy = study.segment_barrier(_segment(lambda t: 0.3 + 0 * t, noise=0.5, ts=[0, 0.5, 1]))
+    assert flat_noisy["lo"] >= 0.0
 
 
 def test_barrier_of_the_dev_error() -> None:
@@ -51,7 +56,7 @@ def test_barrier_of_the_dev_error() -> None:
     pred[3, 1] = 0
     ds = xr.Dataset({"dev_sample_pred": (("alpha", "dev_sample"), pred), "dev_label": ("dev_sample", labels)},
                     coords={"alpha": t})
-    assert study.segment_barrier(ds, "dev", "error")[0] == pytest.approx(0.5)
+    assert study.segment_barrier(ds, "dev", "error")["value"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="quantity"):
         study.segment_barrier(ds, "dev", "accuracy")
 
@@ -82,10 +87,25 @@ def test_seeds_change_head_and_batch_order_not_the_data(tiny_bert, fresh_cache) 
     assert not np.allclose(a.steps["loss"].to_numpy(), b.steps["loss"].to_numpy())  # other batches, other head
 
 
+def test_scratch_seeds_can_share_one_random_body(tiny_bert, fresh_cache) -> None:
+    own = train(tiny_spec(tiny_bert, init="scratch", seed=1))
+    shared = train(tiny_spec(tiny_bert, init="scratch", seed=1, init_seed=0))
+    first = train(tiny_spec(tiny_bert, init="scratch", seed=0))
+    body = [k for k in first.theta0() if k.startswith("bert.")]
+    assert all(torch.equal(shared.theta0()[k], first.theta0()[k]) for k in body)  # seed 0's random body
+    assert not all(torch.equal(own.theta0()[k], first.theta0()[k]) for k in body)
+    assert torch.equal(shared.theta0()["classifier.weight"], own.theta0()["classifier.weight"])  # seed 1's head
+    assert shared.spec.label().endswith("θ0 of s0") and shared.spec.key() != own.spec.key()
+    # one spelling per run: init_seed equal to the seed, or on a pre-trained run, is the plain run
+    assert tiny_spec(tiny_bert, init="scratch", seed=0, init_seed=0).key() == first.spec.key()
+    assert tiny_spec(tiny_bert, init="pretrained", init_seed=3).init_seed is None
+
+
 @pytest.mark.parametrize("pt, ri, verdicts", [
-    ([(0.01, 0.01), (0.02, 0.01), (0.0, 0.01)], [(0.5, 0.05), (0.4, 0.05), (0.6, 0.05)], ["holds", "holds"]),
-    ([(0.5, 0.01)], [(0.02, 0.01)], ["fails", "fails"]),
-    ([(0.09, 0.02)], [(0.12, 0.05)], ["inconclusive", "inconclusive"]),
+    ([(0.01, 0.0, 0.02), (0.02, 0.01, 0.04), (0.0, 0.0, 0.01)], [(0.5, 0.4, 0.6), (0.4, 0.3, 0.5), (0.6, 0.5, 0.7)],
+     ["holds", "holds"]),
+    ([(0.5, 0.4, 0.6)], [(0.02, 0.0, 0.04)], ["fails", "fails"]),
+    ([(0.09, 0.05, 0.13)], [(0.12, 0.02, 0.22)], ["inconclusive", "inconclusive"]),
 ])
 def test_claim_one_basin_states(pt, ri, verdicts) -> None:
     rows = scorecard.claim_one_basin(pt, ri)
@@ -94,7 +114,7 @@ def test_claim_one_basin_states(pt, ri, verdicts) -> None:
 
 
 def test_claim_one_basin_needs_two_seeds_and_trained_runs() -> None:
-    (only,) = scorecard.claim_one_basin([], [(0.3, 0.01)])
+    (only,) = scorecard.claim_one_basin([], [(0.3, 0.2, 0.4)])
     assert only["verdict"] == "inconclusive" and "fewer than two seeds of PT" in only["reason"]
-    rows = scorecard.claim_one_basin([(0.0, 0.01)], [(0.5, 0.01)], untrained="RI s1 did not train")
+    rows = scorecard.claim_one_basin([(0.0, 0.0, 0.01)], [(0.5, 0.4, 0.6)], untrained="RI s1 did not train")
     assert all(r["verdict"] == "inconclusive" and "did not train" in r["reason"] for r in rows)

@@ -102,3 +102,47 @@ def test_curvature_by_group(toy_model, toy_evalsets):
         C.curvature_by_group(toy_model, es, {"x": "decoder"})
     with pytest.raises(BertscapeError, match="k="):
         C.hessian_top_eigenvalues(toy_model, es, k=0)
+
+
+def _single_batches(n: int = 32, d: int = 4, n_batches: int = 4, seed: int = 0):
+    """The regression set of ``n`` rows split into ``n_batches`` independent random batches (one EvalSet
+    each), with the design matrix of every batch."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, size=(n, d))
+    y = rng.normal(size=n)
+    enc = data.Encoded(task=data.get_task("movies-reg"), input_ids=[r.astype(np.int32) for r in x],
+                       token_type_ids=[np.zeros(d, np.int8) for _ in range(n)], labels=y, fingerprint=f"b{seed}")
+    a = np.column_stack([x, np.ones(n)]).astype(np.float64)
+    parts = []
+    batches = C.independent_batches(lambda pos: (prepare_eval(enc.select(pos), batch_size=len(pos)), pos), n, n_batches)
+    for es, pos in batches:
+        parts.append((es, a[pos]))
+    return parts, a
+
+
+def test_per_batch_quadratic_forms_match_the_closed_form_and_average_to_the_whole():
+    parts, a = _single_batches()
+    model = Linear(4)
+    u = {"lin.weight": torch.tensor([[1.0, -2.0, 0.5, 0.0]]), "lin.bias": torch.tensor([0.3])}
+    uv = np.array([1.0, -2.0, 0.5, 0.0, 0.3])
+    q = C.batch_quadratic_forms(model, [es for es, _ in parts], {"u": u})["u"]
+    want = [2.0 / len(ab) * float(np.sum((ab @ uv) ** 2)) for _, ab in parts]  # uᵀ(2/n AᵀA)u per batch
+    np.testing.assert_allclose(q, want, rtol=1e-5)
+    assert np.mean(q) == pytest.approx(2.0 / len(a) * float(np.sum((a @ uv) ** 2)), rel=1e-5)
+    assert np.std(q) > 0  # batches of different sentences curve differently: a real sampling error
+    with pytest.raises(BertscapeError, match="n_batches=5"):
+        C.independent_batches(lambda pos: pos, 32, 5)
+
+
+def test_curvature_at_gives_sampling_errors_of_the_eigenvalue_and_trace():
+    parts, a = _single_batches(n=40, n_batches=4, seed=1)
+    batches = [es for es, _ in parts]
+    model = Linear(4)
+    h = 2.0 / len(a) * a.T @ a
+    res = C.curvature_at(model, batches, {"bias": {"lin.bias": torch.ones(1)}}, lanczos_steps=5, trace_probes=40)
+    assert res["top_eigenvalue"] == pytest.approx(np.linalg.eigvalsh(h).max(), rel=1e-4)
+    # vᵀH_b v over the batches averages to the eigenvalue of the whole (H is the mean of the H_b)
+    assert np.mean(res["top_batches"]) == pytest.approx(res["top_eigenvalue"], rel=1e-4)
+    assert np.std(res["top_batches"]) > 0
+    assert res["directional"]["bias"]["value"] == pytest.approx(2.0, rel=1e-5)  # ∂²/∂b² of the mean squared error
+    assert res["trace"] == pytest.approx(np.trace(h), rel=0.15) and np.std(res["trace_batches"]) > 0

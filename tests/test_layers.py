@@ -173,6 +173,23 @@ def test_layer_curves_endpoints(setup):
     np.testing.assert_allclose(summary["train_loss_rise"].values, expected)
 
 
+def test_layer_point_losses_agree_with_the_curves_per_sentence(setup):
+    model, theta0, theta1 = setup
+    sets = evalsets()
+    ds = layers.layer_curves(model, theta0, theta1, sets, alphas=[0.0, 0.5, 1.0, 1.5], precision="fp32")
+    enc = [g for g in layers.discover_layers(theta0).encoder_groups]
+    pts = layers.layer_point_losses(model, theta0, theta1, sets["train"], [0.5, 1.0, 1.5], enc, precision="fp32")
+    assert pts.shape == (len(enc), 3, len(sets["train"]))
+    assert all(torch.equal(p.detach(), theta1[n]) for n, p in model.named_parameters())  # left at θ1
+    for i, g in enumerate(enc):  # the per-sentence means are the curves' training loss
+        np.testing.assert_allclose(pts[i].mean(-1), ds["train_loss"].sel(group=g, alpha=[0.5, 1.0, 1.5]).values,
+                                   rtol=1e-5)
+    assert layers.fd_step([0.0, 0.25, 0.5, 0.75, 1.0, 1.25]) == 0.25
+    assert layers.fd_step([0.0, 0.5, 1.0, 1.5, 1.2, 0.8]) == pytest.approx(0.2)
+    with pytest.raises(BertscapeError, match="layer_alphas"):
+        layers.fd_step([0.0, 1.0, 1.3])
+
+
 def test_curve_summary_finite_difference_on_a_parabola():
     import xarray as xr
 

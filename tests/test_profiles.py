@@ -133,7 +133,11 @@ def test_intro_profile_table_matches_the_code() -> None:
         lo, hi = (f"{x:g}".replace("-", "−") for x in p.grid_beta)
         assert f"× [{lo}, {hi}]," in gp, (gp, p.grid_beta)
         assert rows["1D curve: points, α range, sentences"][col].startswith(f"{p.curve_points},")
-        assert rows["Hessian: steps, sentences"][col] == f"{p.hessian_steps}, {num(p.hessian_n_eval)}"
+        assert rows["Hessian: steps, sentences, batches"][col] == (f"{p.hessian_steps}, {num(p.hessian_n_eval)}, "
+                                                                  f"{p.hessian_batches}")
+        assert rows["seeds (every scored quantity)"][col] == ", ".join(map(str, p.seeds))
+        names = {"scratch": "PT at RI's lr", "pretrained": "RI at PT's lr"}
+        assert rows["matched-lr controls"][col] == ", ".join(names[c] for c in p.control_lrs)
         assert rows["seeds joined by segments (chapter 5)"][col] == ", ".join(map(str, p.lmc_seeds))
         assert p.precision == p.curve_precision == p.grid_precision == "auto"
         assert rows["precision (training, curves, grids)"][col] == "auto", name
@@ -145,5 +149,5 @@ def test_the_package_exports_what_a_notebook_needs() -> None:
     namespace: dict = {}
     exec("from bertscape import *", namespace)
     assert set(bertscape.__all__) <= set(namespace)
-    assert namespace["study"].start and namespace["study"].verdict and namespace["Profile"] is Profile
+    assert namespace["study"].start and namespace["claims"].verdict and namespace["Profile"] is Profile
     assert namespace["from_params"] is from_params and namespace["get_profile"] is get_profile

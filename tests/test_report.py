@@ -17,18 +17,24 @@ matplotlib.use("Agg")
 
 
 def _card() -> pd.DataFrame:
-    """A small scorecard: claim 1 holding, claim 4 without uncertainty, a censored width, a failing
-    restore cost, under the profile's rates and one matched pairing."""
+    """A small scorecard over two seeds: claim 1 holding, claim 4 decided by its seeds, claim 3 in two
+    units (one holding, one failing), a failing restore cost, under the profile's rates and one matched
+    pairing."""
     rng = np.random.default_rng(0)
     frames = []
-    for pairing in ("profile", "both at PT's lr"):
-        pt = pd.DataFrame({"loss": np.linspace(0.7, 0.2, 200) + rng.random(200) * 0.02})
-        ri = pd.DataFrame({"loss": np.linspace(0.7, 0.6, 200) + rng.random(200) * 0.02})
-        rows = scorecard.claim_training_loss(pt, ri) + scorecard.claim_straighter(1.7, 1.8, 0.5, 0.6)
-        if pairing == "profile":
-            rows.append(scorecard.row(3, "basin width", 0.4, 0.2, 0.2, 0.1, "PT > RI", censored="PT basin wider"))
-            rows.append(scorecard.row(9, "cost of restoring the bottom third", 0.2, 0.3, -0.19, 0.01, "PT ≤ 0.01"))
-        frames.append(scorecard.table(rows, task="movies", seed=0, pairing=pairing))
+    for seed in (0, 1):
+        for pairing in ("profile", "both at RI's lr"):
+            pt = np.linspace(0.7, 0.2, 200) + rng.random(200) * 0.02
+            ri = pt + 0.2 + rng.random(200) * 0.02
+            rows = scorecard.claim_training_loss(pt, ri) + scorecard.claim_straighter(1.7, 1.8 + 0.1 * seed, 0.5, 0.6)
+            if pairing == "profile":
+                rows.append(scorecard.row(3, "width_d1_fn", "basin width", 0.4, 0.2, 0.2 + 0.01 * seed, 0.1,
+                                          "PT > RI", unit="invariant"))
+                rows.append(scorecard.row(3, "width_alpha", "basin width (α)", 0.2, 0.4, -0.2 - 0.01 * seed, 0.1,
+                                          "PT > RI", unit="paper"))
+                rows.append(scorecard.row(9, "restore_bottom", "cost of restoring the bottom third", 0.2, 0.3,
+                                          -0.19 - 0.001 * seed, 0.01, "PT ≤ 0.01"))
+            frames.append(scorecard.table(rows, task="movies", seed=seed, pairing=pairing))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -60,44 +66,54 @@ def test_people_table_rejects_what_is_not_a_frame() -> None:
         report.people_table([1, 2])
 
 
-def test_verdict_matrix_badges_each_claim_and_notes_a_differing_control() -> None:
+def test_verdict_matrix_badges_each_claim_unit_and_its_seeds() -> None:
     summary = scorecard.summarise(_card())
     html = report.verdict_matrix(summary).data
-    assert html.count("<tr>") == 1 + 4  # header + claims 1, 4, 3, 9
-    assert html.count('class="verdict verdict-holds"') == 1  # claim 1 under the profile's rates
-    assert html.count('class="verdict verdict-fails"') == 1  # claim 9
-    assert html.count('class="verdict verdict-inconclusive"') == 2  # claims 4 (one seed) and 3 (censored)
+    assert html.count("<tr>") == 1 + 5  # header + claims 1, 4, 3 (two units), 9
+    assert html.count('class="verdict verdict-holds"') == 2  # claim 1, claim 3 in the invariant unit
+    # claim 4: 0.1 and 0.2 over two seeds is 0.15 ± 12.7 × 0.05, which includes 0
+    assert html.count('class="verdict verdict-inconclusive"') == 1
+    assert html.count('class="verdict verdict-fails"') == 2  # claim 3 in α units, claim 9
+    assert html.count(">2 seeds<") == 5 and "one seed" not in html
+    assert html.index("scale-invariant unit") < html.index("paper&#x27;s unit")  # the headline unit first
     assert 'href="01_pretraining_init.html"' in html and 'href="04_layers.html"' in html
-    counts = report.verdict_counts(summary)
-    assert counts == {"holds": 1, "fails": 1, "inconclusive": 2, "cells": 4}
+    assert report.verdict_counts(summary) == {"holds": 2, "fails": 2, "inconclusive": 1, "cells": 5, "one_seed": 0}
+    one = scorecard.summarise(_card()[lambda d: d["seed"] == 0])
+    assert report.verdict_counts(one)["one_seed"] == 5 and ">one seed<" in report.verdict_matrix(one).data
 
 
-def test_forest_frame_places_margins_in_standard_errors() -> None:
+def test_forest_frame_draws_each_decision_interval_in_its_own_half_width() -> None:
     ff = report.forest_frame(scorecard.summarise(_card()))
-    assert len(ff) == 3 + 1 + 1 + 1  # profile pairing, scored rows only (claim 4's second row is reported)
-    restore = ff[ff["claim"] == 9].iloc[0]
-    assert restore["z"] == pytest.approx(-19.0) and restore["hi"] < 0 and restore["verdict"] == "fails"
-    censored = ff[ff["claim"] == 3].iloc[0]
-    assert math.isnan(censored["z"]) and censored["note"] == "censored"
-    straight = ff[ff["claim"] == 4].iloc[0]
-    assert math.isnan(straight["z"]) and straight["note"] == "no uncertainty"
-    held = ff[ff["verdict"] == "holds"]
-    assert (held["lo"] > 0).all()
+    assert len(ff) == 3 + 1 + 2 + 1  # profile pairing, scored rows only (claim 4's second row is reported)
+    for _, r in ff.iterrows():  # the bar excludes 0 exactly as the verdict says
+        assert (r["lo"] > 0) == (r["verdict"] == "holds") and (r["hi"] < 0) == (r["verdict"] == "fails")
+        assert r["hi"] - r["lo"] == pytest.approx(2.0)
+    assert ff["label"].str.contains("claim 3 · scale-invariant unit").any()
+    one = report.forest_frame(scorecard.summarise(_card()[lambda d: d["seed"] == 0]))
+    straight = one[one["claim"] == 4].iloc[0]
+    assert math.isnan(straight["z"]) and straight["note"] == "no sampling error"
+    assert one["label"].str.endswith("(one seed)").all()
     fig = plots.forest(ff)
     assert len(fig.axes) == 1 and len(fig.axes[0].get_yticklabels()) == len(ff)
 
 
 def test_chapter_verdict_and_sections_come_from_the_rows() -> None:
-    card = _card()
-    line = report.chapter_verdict(card)
-    assert line.startswith("In this build, on `movies`") and "claim 1 **holds**" in line
-    assert "claim 9 **fails**" in line
-    sections = list(report.claim_sections(card))
+    summary = scorecard.summarise(_card())
+    line = report.chapter_verdict(summary)
+    assert line.startswith("In this build, on `movies`") and "claim 1 **holds** (2 seeds)" in line
+    assert "claim 3 · scale-invariant unit **holds**" in line and "claim 9 **fails**" in line
+    sections = list(report.claim_sections(summary))
     assert [s[0].split(":")[0] for s in sections] == ["**Claim 1", "**Claim 4", "**Claim 3", "**Claim 9"]
     assert "chapter 4 (`04_layers`)" in sections[-1][0]
-    assert report.pick(scorecard.summarise(card), 9)["verdict"] == "fails"
-    with pytest.raises(KeyError, match="its quantities"):
-        report.pick(scorecard.summarise(card), 9, "no such quantity")
+    assert report.pick(summary, 9, "restore_bottom")["verdict"] == "fails"
+    with pytest.raises(Exception, match="qid='nope'"):
+        report.pick(summary, 9, "nope")
+    with pytest.raises(KeyError, match="its rows here"):
+        report.pick(summary, 9, "restore_top")
+    assert "claim 3 (wider) **fails** in the paper's unit but **holds** in the scale-invariant unit" in \
+        report.units_finding(summary)
+    units = report.units_table(summary)
+    assert list(units["unit"]) == ["scale-invariant unit", "paper's unit (α, β)"]
 
 
 def test_present_notebook_folds_code_and_hides_the_injected_cell() -> None:
@@ -121,7 +137,7 @@ def test_present_notebook_folds_code_and_hides_the_injected_cell() -> None:
 def test_a_chapter_starts_and_ends_with_one_call_each(monkeypatch: pytest.MonkeyPatch) -> None:
     import myst_nb
 
-    from bertscape import study
+    from bertscape import claims, study
     from bertscape.profiles import from_params
 
     shown = []
@@ -135,38 +151,10 @@ def test_a_chapter_starts_and_ends_with_one_call_each(monkeypatch: pytest.Monkey
     card = _card()
     glued = {}
     monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.__setitem__(name, value))
-    monkeypatch.setattr(study, "chapter_scorecard", lambda P_, chapter: card if chapter == "01" else None)
-    table = study.verdict(P, "01", {"loss_end": (1, "100%")})
-    assert glued["chapter_verdict"].data == report.chapter_verdict(card)
-    assert glued["loss_end_verdict"] == report.pick(scorecard.summarise(card), 1, "100%")["verdict"]
-    expected = report.people_table(report.drop_constant(study.verdict_table(card), ["task"]))
-    assert type(table) is type(expected) and table.data.equals(expected.data)  # a Styler: the same rows
-
-
-def test_contour_grid_draws_one_row_per_quantity_on_one_scale_per_row() -> None:
-    import xarray as xr
-
-    a, b = np.linspace(-0.5, 1.5, 5), np.linspace(-1.0, 1.0, 3)
-    aa, bb = np.meshgrid(a, b, indexing="ij")
-
-    def surface(scale: float) -> xr.Dataset:
-        return xr.Dataset({"train_loss": (("alpha", "beta"), scale * (0.1 + (aa - 1) ** 2 + bb ** 2)),
-                           "dev_error": (("alpha", "beta"), 0.05 * scale * (1 + np.abs(aa - 1)))},
-                          coords={"alpha": a, "beta": b})
-
-    surf = {"pretrained": surface(1.0), "scratch": surface(3.0)}
-    fig = plots.contour_grid(surf, ["train_loss", "dev_error"], log={"train_loss": True},
-                             basin_levels={"train_loss": {"pretrained": 0.3, "scratch": 0.9}})
-    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
-    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
-    assert len(panels) == 4 and len(bars) == 2  # 2 quantities × 2 inits, one colour bar per row
-    # one colour scale per row, spanning both inits: PT's and RI's panels share it
-    for row, (lo, hi) in zip((panels[:2], panels[2:]), ((0.1, 3 * 3.35), (0.05, 0.15 * 2.5))):
-        norms = [ax.collections[0].norm for ax in row]
-        assert {(n.vmin, n.vmax) for n in norms} == {(norms[0].vmin, norms[0].vmax)}
-        assert norms[0].vmin == pytest.approx(lo) and norms[0].vmax == pytest.approx(hi)
-    assert isinstance(panels[0].collections[0].norm, matplotlib.colors.LogNorm)
-    assert not isinstance(panels[2].collections[0].norm, matplotlib.colors.LogNorm)
-    # contour_pair is the one-row case
-    one = plots.contour_pair(surf, "dev_error")
-    assert len([ax for ax in one.axes if ax.get_label() != "<colorbar>"]) == 2
+    monkeypatch.setattr(claims, "chapter_scorecard", lambda P_, chapter: card if chapter == "01" else None)
+    table = claims.verdict(P, "01", {"loss_end": (1, "loss_100")})
+    summary = scorecard.summarise(card)
+    assert glued["chapter_verdict"].data == report.chapter_verdict(summary)
+    assert glued["loss_end_verdict"] == "holds" and glued["loss_end_seeds"] == "2 seeds"
+    assert "units_finding" not in glued  # chapter 1 has no flatness claim
+    assert "why" in table.data.columns
