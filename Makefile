@@ -1,5 +1,6 @@
 # bertscape: two commands do everything from a fresh clone.
 #   make book   set up .venv, execute every chapter (PROFILE=quick by default), build the static site
+#               (BUNDLE=path renders a results bundle instead of computing: python -m bertscape.bundle)
 #   make test   set up .venv, run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -31,7 +32,7 @@ browser:
 	       else echo "browser tests need chromium and chromium-driver (apt-get install chromium chromium-driver)"; fi; }
 
 book: setup
-	$(PY) -m bertscape.book --profile $(PROFILE) $(if $(TASKS),--tasks $(TASKS))
+	$(PY) -m bertscape.book --profile $(PROFILE) $(if $(TASKS),--tasks $(TASKS)) $(if $(BUNDLE),--bundle $(BUNDLE))
 
 test: setup browser
 	$(PY) -m pytest -q

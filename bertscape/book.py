@@ -5,6 +5,7 @@ Usage::
     python -m bertscape.book --profile quick            # what `make book` runs
     python -m bertscape.book --profile paper --tasks mrpc rte --glue-dir /data/glue
     python -m bertscape.book --no-execute               # re-render only (keeps executed copies)
+    python -m bertscape.book --estimate                 # only: how long each chapter takes here, cold
 
 Everything is written under the output folder (default ``_build/``, git-ignored); the sources are
 never modified:
@@ -52,6 +53,7 @@ from .data import get_task
 from .envvars import temporary_environ
 from .errors import BertscapeError
 from .profiles import DEFAULT_PROFILE, PROFILE_NAMES, get_profile
+from .workcount import read_log
 
 # The notebook tooling (papermill, nbformat, jupyter_client, plotly) is imported by the functions that
 # use it: Sphinx loads this module as an extension, and the `python -m bertscape.book` checks that run
@@ -253,14 +255,73 @@ def _problems(nb_path: Path) -> tuple[list[str], list[str]]:
     return widgets, stderr
 
 
+def _stamp(src: Path, parameters: Mapping[str, Any], pkg: str) -> dict[str, Any]:
+    """What a notebook's executed copy depends on: the notebook, the parameters, the package code."""
+    return {"notebook": _sha(src), "parameters": json.loads(json.dumps(dict(parameters), default=str)),
+            "code": pkg, "python": sys.version.split()[0]}
+
+
+def stale_notebooks(notebooks: Sequence[tuple[str, Path]], source_dir: Path, stage_dir: Path, out_dir: Path,
+                    parameters: Mapping[str, Any], force: bool = False) -> list[str]:
+    """The docnames whose executed copy is missing or whose stamp (:func:`_stamp`) changed: the chapters
+    a build would execute."""
+    pkg = code_hash()
+    out = []
+    for docname, src in notebooks:
+        old = None
+        stamp_file = _stamp_path(out_dir, docname)
+        if stamp_file.is_file():
+            with contextlib.suppress(ValueError):
+                old = json.loads(stamp_file.read_text())
+        if force or old != _stamp(src, parameters, pkg) or not (stage_dir / src.relative_to(source_dir)).is_file():
+            out.append(docname)
+    return out
+
+
+def _work_text(path: Path) -> str:
+    """What a chapter's kernel counted (:mod:`bertscape.workcount`), for its log line."""
+    w = read_log(path)
+    if not w:
+        return ""
+    return (f" ({w['train_steps']:,} training steps, {w['eval_sentences']:,} sentence evaluations, "
+            f"{w['hvp_sentences']:,} sentences in Hessian-vector products)")
+
+
+def chapter_work(out_dir: str | os.PathLike, docname: str) -> dict[str, int] | None:
+    """The work the last execution of a chapter did (its kernel's counts), or ``None``."""
+    return read_log(_stamp_path(Path(out_dir), docname).with_suffix(".work.json"))
+
+
+class _BuildClock:
+    """The whole-book progress line: after each chapter, the time so far and the time left (the
+    remaining chapters' estimates scaled by how the finished ones compared with theirs)."""
+
+    def __init__(self, estimates: Mapping[str, float], todo: Sequence[str], log: Any) -> None:
+        self.estimates, self.todo, self.log = dict(estimates), list(todo), log
+        self.spent, self.planned, self.finished = 0.0, 0.0, 0
+
+    def done(self, docname: str, seconds: float) -> None:
+        self.finished += 1
+        self.spent += seconds
+        self.planned += self.estimates.get(docname, 0.0)
+        left = [self.estimates.get(d, 0.0) for d in self.todo[self.finished:]]
+        if not self.estimates:
+            return
+        scale = self.spent / self.planned if self.planned > 0 else 1.0
+        self.log(f"[book] {self.finished}/{len(self.todo)} chapters in {self.spent / 60:.1f} min "
+                 f"(estimated {self.planned / 60:.1f}); about {scale * sum(left) / 60:.1f} min left")
+
+
 def execute_notebooks(notebooks: Sequence[tuple[str, Path]], source_dir: Path, stage_dir: Path, out_dir: Path,
                       parameters: Mapping[str, Any], *, force: bool = False, timeout: int | None = None,
-                      log: Any = print) -> dict[str, str]:
+                      log: Any = print, estimates: Mapping[str, float] | None = None,
+                      env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Execute each notebook into the stage unless its stamp is current; return docname → status.
 
     The status is ``executed`` or ``up to date``.  The stamp hashes the source notebook, the
     parameters and :func:`code_hash`.  A failure raises :class:`BookBuildError` and keeps the
-    partial notebook in ``out_dir/failed/``.
+    partial notebook in ``out_dir/failed/``. ``estimates`` (docname → seconds) drive a progress line
+    with the time left after each chapter; ``env`` is added to the kernels' environment.
     """
     import papermill as pm
 
@@ -269,16 +330,12 @@ def execute_notebooks(notebooks: Sequence[tuple[str, Path]], source_dir: Path, s
         return status
     _check_kernel()
     pkg = code_hash()
+    todo = stale_notebooks(notebooks, source_dir, stage_dir, out_dir, parameters, force)
+    clock = _BuildClock(estimates or {}, todo, log)
     for docname, src in notebooks:
         target = stage_dir / src.relative_to(source_dir)
-        stamp = {"notebook": _sha(src), "parameters": json.loads(json.dumps(dict(parameters), default=str)),
-                 "code": pkg, "python": sys.version.split()[0]}
-        stamp_file = _stamp_path(out_dir, docname)
-        old = None
-        if stamp_file.is_file():
-            with contextlib.suppress(ValueError):
-                old = json.loads(stamp_file.read_text())
-        if not force and old == stamp and target.is_file():
+        stamp, stamp_file = _stamp(src, parameters, pkg), _stamp_path(out_dir, docname)
+        if docname not in todo:
             status[docname] = "up to date"
             log(f"[book] {docname}: up to date (notebook, parameters and package code unchanged)")
             continue
@@ -286,8 +343,11 @@ def execute_notebooks(notebooks: Sequence[tuple[str, Path]], source_dir: Path, s
         tmp = target.with_name(f".{target.stem}.executing.ipynb")
         log(f"[book] {docname}: executing with {dict(parameters)}")
         t0 = time.perf_counter()
+        work_log = _stamp_path(out_dir, docname).with_suffix(".work.json")
+        work_log.parent.mkdir(parents=True, exist_ok=True)
+        work_log.unlink(missing_ok=True)
         try:
-            with _kernel_environment():
+            with _kernel_environment({**(env or {}), "BERTSCAPE_WORK_LOG": str(work_log)}):
                 pm.execute_notebook(str(src), str(tmp), parameters=dict(parameters), kernel_name=KERNEL_NAME,
                                     cwd=str(target.parent), progress_bar=sys.stderr.isatty(),
                                     execution_timeout=timeout, request_save_on_cell_execute=False)
@@ -310,7 +370,8 @@ def execute_notebooks(notebooks: Sequence[tuple[str, Path]], source_dir: Path, s
         stamp_file.parent.mkdir(parents=True, exist_ok=True)
         stamp_file.write_text(json.dumps(stamp, indent=1, sort_keys=True))
         status[docname] = "executed"
-        log(f"[book] {docname}: executed in {time.perf_counter() - t0:.1f} s")
+        log(f"[book] {docname}: executed in {time.perf_counter() - t0:.1f} s" + _work_text(work_log))
+        clock.done(docname, time.perf_counter() - t0)
         for s in stderr:
             log(f"[book]   stderr (not shown in the site) {s}")
     return status
@@ -457,7 +518,8 @@ def setup(app: Any) -> dict[str, Any]:
 def build_book(profile: str = DEFAULT_PROFILE, out_dir: str | os.PathLike | None = None,
                tasks: Sequence[str] | None = None, execute: bool = True, *,
                source_dir: str | os.PathLike | None = None, parameters: Mapping[str, Any] | None = None,
-               force: bool = False, fresh: bool = False, timeout: int | None = None, log: Any = print) -> Path:
+               force: bool = False, fresh: bool = False, timeout: int | None = None, log: Any = print,
+               estimate: bool = True, bundle: str | os.PathLike | None = None) -> Path:
     """Stage, execute and render the book; return the folder holding ``index.html``.
 
     Args:
@@ -473,6 +535,11 @@ def build_book(profile: str = DEFAULT_PROFILE, out_dir: str | os.PathLike | None
         fresh: make Jupyter Book re-render every page (``--all``).
         timeout: per-cell execution timeout in seconds (``None``: none).
         log: where progress lines go (``print``; pass ``lambda *_: None`` to silence).
+        estimate: before executing, print how long each chapter that will run should take on this
+            machine (:func:`chapter_estimates`) and, after each chapter, the time left.
+        bundle: a results bundle (:mod:`bertscape.bundle`) to import into the cache first; the chapters
+            then render its results (its settings and precisions become their parameters) and each page
+            names the bundle as the source of its numbers.
     """
     get_profile(profile, **({"tasks": list(tasks)} if tasks else {}))  # validate before any work
     if tasks:
@@ -483,10 +550,16 @@ def build_book(profile: str = DEFAULT_PROFILE, out_dir: str | os.PathLike | None
     stage = out / "src"
     params: dict[str, Any] = {"profile": profile, "tasks": list(tasks) if tasks else None}
     params.update(parameters or {})
+    env: dict[str, str] = {}
+    if bundle is not None:
+        params, env = _bundle_parameters(bundle, params, log)
     t0 = time.perf_counter()
     notebooks = stage_sources(source, stage)
     if execute:
-        execute_notebooks(notebooks, source, stage, out, params, force=force, timeout=timeout, log=log)
+        todo = stale_notebooks(notebooks, source, stage, out, params, force)
+        est = chapter_estimates(params, todo, log) if estimate and todo and bundle is None else {}
+        execute_notebooks(notebooks, source, stage, out, params, force=force, timeout=timeout, log=log,
+                          estimates=est, env=env)
     else:
         _copy_unexecuted(notebooks, source, stage, log=log)
     present_staged(notebooks, source, stage)
@@ -496,6 +569,40 @@ def build_book(profile: str = DEFAULT_PROFILE, out_dir: str | os.PathLike | None
     log(f"[book] executed in {t1 - t0:.1f} s, rendered in {t2 - t1:.1f} s")
     log(f"[book] site: {site / 'index.html'}")
     return site
+
+
+def _bundle_parameters(bundle: str | os.PathLike, params: Mapping[str, Any], log: Any) -> tuple[dict, dict]:
+    """Import a results bundle and return the chapters' parameters that render it (its settings and
+    precisions as overrides) and the kernels' environment that names it as the pages' source."""
+    # bundle imports torch and the study: loaded only when a bundle is rendered
+    from . import bundle as B
+
+    manifest = B.import_bundle(bundle, log=log)
+    if manifest["profile"] != params.get("profile"):
+        raise BookBuildError(f"bundle={str(bundle)!r} holds profile {manifest['profile']!r}, not "
+                             f"{params.get('profile')!r}: run make book PROFILE={manifest['profile']} BUNDLE={bundle}")
+    out = dict(params)
+    out["overrides"] = {**B.render_overrides(manifest), **(params.get("overrides") or {})}
+    return out, {"BERTSCAPE_BUNDLE": str(Path(bundle).resolve())}
+
+
+def chapter_estimates(parameters: Mapping[str, Any], docnames: Sequence[str], log: Any = print) -> dict[str, float]:
+    """Measure this machine's rates and print the estimate of the chapters ``docnames`` (numbered
+    ``book/NN_…``) for the profile the ``parameters`` select (:mod:`bertscape.workplan`); returns
+    docname → seconds. Runs already in the cache are not counted."""
+    # the estimate loads torch and the model: imported here, not when Sphinx loads this module
+    from . import workplan
+    from .profiles import from_params
+
+    P = from_params(parameters.get("profile", DEFAULT_PROFILE), parameters.get("tasks"), parameters.get("glue_dir"),
+                    parameters.get("overrides"), seeds=parameters.get("seeds"), model=parameters.get("model"))
+    ids = {d: Path(d).name[:2] for d in docnames if Path(d).name[:2] in workplan.CHAPTERS}
+    log("[book] measuring this machine's speed for the estimate (a few seconds) …")
+    rates = workplan.measure_rates(P)
+    est = workplan.estimate(P, rates, tuple(dict.fromkeys(ids.values())), skip_cached_runs=True)
+    for line in workplan.format_estimate(P, est, rates).splitlines():
+        log(line)
+    return {d: est[c]["seconds"] for d, c in ids.items()}
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -523,13 +630,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="execute every chapter even if up to date")
     ap.add_argument("--fresh", action="store_true", help="re-render every page")
     ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    ap.add_argument("--estimate", action="store_true",
+                    help="only print how long each chapter would take on this machine, cold (and exit)")
+    ap.add_argument("--no-estimate", action="store_true", help="build without the estimate printed before it")
+    ap.add_argument("--bundle", help="a results bundle to import and render (python -m bertscape.bundle export …)")
     args = ap.parse_args(argv)
     params = dict(args.param)
     if args.glue_dir:
         params["glue_dir"] = args.glue_dir
     try:
+        if args.estimate:
+            get_profile(args.profile)
+            full = {"profile": args.profile, "tasks": list(args.tasks) if args.tasks else None, **params}
+            source = Path(args.source).resolve() if args.source else REPO_ROOT
+            docs = [d for d in toc_documents(source / "_toc.yml") if resolve_document(source, d).suffix == ".ipynb"]
+            chapter_estimates(full, docs)
+            return 0
         build_book(args.profile, args.out, args.tasks, execute=not args.no_execute, source_dir=args.source,
-                   parameters=params, force=args.force, fresh=args.fresh, timeout=args.timeout)
+                   parameters=params, force=args.force, fresh=args.fresh, timeout=args.timeout,
+                   estimate=not args.no_estimate, bundle=args.bundle)
     except BertscapeError as exc:
         print(f"[book] error: {exc}", file=sys.stderr)
         return 1

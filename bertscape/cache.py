@@ -124,8 +124,29 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+_READS: list[set[Path]] = []
+
+
+@contextlib.contextmanager
+def recording_reads() -> Iterator[set[Path]]:
+    """The cache files read inside the block (JSON, NPZ, NetCDF, run folders' manifests): what a set of
+    results is made of, e.g. for a results bundle (:mod:`bertscape.bundle`)."""
+    seen: set[Path] = set()
+    _READS.append(seen)
+    try:
+        yield seen
+    finally:
+        _READS.remove(seen)
+
+
+def _read(path: str | os.PathLike) -> None:
+    for seen in _READS:
+        seen.add(Path(path).resolve())
+
+
 def read_json(path: str | os.PathLike) -> Any | None:
     """Read JSON; ``None`` when the file is missing or not valid JSON (a corrupt entry)."""
+    _read(path)
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -141,6 +162,7 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
     """Read an ``.npz`` without pickles; ``None`` when missing or corrupt."""
+    _read(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -183,6 +205,7 @@ def read_nc(path: str | os.PathLike) -> Any:
     import xarray as xr
 
     path = Path(path)
+    _read(path)
     if not path.is_file():
         return None
     try:
@@ -225,12 +248,17 @@ def frame_from_json(obj: Any) -> Any:
         return None
 
 
+def memo_path(name: str, key: Any) -> Path:
+    """Where the memo ``name`` of ``key`` lives: ``<cache>/memo/<name>-<hash(key, the kind's version)>.json``."""
+    return subdir("memo") / f"{name}-{stable_hash({'key': key, 'code': versions.version('memo:' + name)})}.json"
+
+
 def memo_json(name: str, key: Any, compute: Callable[[], Any]) -> Any:
-    """Cached JSON value of ``compute()`` under ``<cache>/memo/<name>-<hash(key)>.json``.
+    """Cached JSON value of ``compute()`` under :func:`memo_path`.
 
     For small derived results (numbers, tables as dicts); a missing or corrupt entry is recomputed.
     """
-    path = subdir("memo") / f"{name}-{stable_hash({'key': key, 'code': versions.version('memo:' + name)})}.json"
+    path = memo_path(name, key)
     stored = read_json(path)
     if isinstance(stored, dict) and "value" in stored:
         return stored["value"]

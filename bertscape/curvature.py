@@ -23,6 +23,7 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
+from . import workcount
 from .directions import resolve_names
 from .errors import bad_value, check_positive_int
 from .evaluate import EvalSet, forward_logits, loss_fn
@@ -66,6 +67,8 @@ def hessian_operator(model: torch.nn.Module, evalset: EvalSet, names: str | Sequ
     task = evalset.task
 
     def batch_loss(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        workcount.add("hvp_batches")
+        workcount.add("hvp_sentences", int(batch["labels"].shape[0]))
         logits = forward_logits(net, batch).float()
         return loss_fn(task, logits, batch["labels"], reduction="sum") * (n_batches / n_examples)
 

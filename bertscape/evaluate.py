@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from . import cache
+from . import cache, workcount
 from .data import Batch, Encoded, Task, eval_batches
 from .errors import bad_value
 from .metrics import compute_metrics, dev_error
@@ -79,6 +79,7 @@ def evaluate(model: torch.nn.Module, data: EvalSet, precision: str = "auto",
     model.eval()
     device = next(model.parameters()).device
     dtype = autocast_dtype(precision, device)
+    workcount.add("eval_sentences", len(data))
     losses, outputs = [], []
     try:
         for batch in data.batches:  # no host synchronisation inside the loop (it stalls a GPU)

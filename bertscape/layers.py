@@ -39,7 +39,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from . import cache, versions
+from . import cache, versions, workcount
 from .directions import ParamDict, restrict
 from .curvature import curvature_by_group
 from .errors import BertscapeError, bad_value, check_positive_int
@@ -163,7 +163,8 @@ def discover_layers(source: torch.nn.Module | Mapping[str, torch.Tensor] | Itera
     """Group the parameters of a BERT-family model by layer, from their names alone.
 
     Args:
-        source: a model, a state dict (name → tensor, e.g. θ0) or an iterable of parameter names.
+        source: a model, a state dict (name → tensor, e.g. θ0), a mapping name → number of elements, or an
+            iterable of parameter names.
 
     Rules (``re.search`` on the full name): ``…embeddings.…`` → ``embeddings``;
     ``…encoder.layer.<i>.…`` (``transformer.layer.<i>`` too, as in DistilBERT) → ``layer <i>``;
@@ -177,7 +178,7 @@ def discover_layers(source: torch.nn.Module | Mapping[str, torch.Tensor] | Itera
         sizes = {n: p.numel() for n, p in source.named_parameters() if p.requires_grad}
         names = list(sizes)
     elif isinstance(source, Mapping):
-        sizes = {n: int(t.numel()) for n, t in source.items()}
+        sizes = {n: int(t) if isinstance(t, (int, np.integer)) else int(t.numel()) for n, t in source.items()}
         names = list(source)
     else:
         names = [str(n) for n in source]
@@ -612,6 +613,7 @@ def hidden_state_sample(model: torch.nn.Module, data: EvalSet, selection: Sequen
         for batch, sel in zip(data.batches, selection):
             if len(sel) == 0:
                 continue
+            workcount.add("eval_sentences", int(batch["input_ids"].shape[0]))
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             token_type_ids=batch["token_type_ids"], output_hidden_states=True)
@@ -770,8 +772,8 @@ def analyze_run(run, measures: Sequence[str] = MEASURES, *, n_train_eval: int | 
     folder = cache.subdir("layers")
     paths = {m: folder / f"{run.spec.key()}-{m}-{cache.stable_hash(keys[m])}.{'nc' if m == 'curves' else 'json'}"
              for m in measures}
-    job = _LayerJob(run, dev, run.theta0(), run.theta1(), prec, progress, seed, n_train_eval, n_dev_eval,
-                    n_hessian, lanczos_steps, cka_tokens, list(orders), list(views), a, list(curve_sets))
+    job = _LayerJob(run, dev, prec, progress, seed, n_train_eval, n_dev_eval, n_hessian, lanczos_steps, cka_tokens,
+                    list(orders), list(views), a, list(curve_sets))
     report = LayerReport(run.spec.key(), run.spec.label(), job.layers.table(),
                          params={"measures": list(measures), **{k: v for k, v in keys.items() if k in measures}})
     for m in measures:
@@ -835,21 +837,36 @@ def _measure_keys(run, alphas: list[float], views: Sequence[str], orders: Sequen
 
 class _LayerJob:
     """The settings of one :func:`analyze_run` call and what its measures share, built on first use:
-    the model at θ1 on the device, the evaluation sets and the Hessian sample (:func:`_run_evalsets`)."""
+    θ0 and θ1, the model at θ1 on the device, the evaluation sets and the Hessian sample
+    (:func:`_run_evalsets`). Nothing is loaded when every measure is read from the cache (a run imported
+    from a results bundle without its weights still shows its layer report)."""
 
-    def __init__(self, run, dev: torch.device, theta0: ParamDict, theta1: ParamDict, prec: str,
+    def __init__(self, run, dev: torch.device, prec: str,
                  progress: bool | None, seed: int, n_train_eval: int | None, n_dev_eval: int | None, n_hessian: int,
                  lanczos_steps: int, cka_tokens: int, orders: list[str], views: list[str], alphas: list[float],
                  curve_sets: list[str]) -> None:
-        self.run, self.dev, self.theta0, self.theta1 = run, dev, theta0, theta1
+        self.run, self.dev = run, dev
+        self._theta: dict[str, ParamDict] = {}
         self.prec, self.progress, self.seed = prec, progress, seed
         self.n_train_eval, self.n_dev_eval, self.n_hessian = n_train_eval, n_dev_eval, n_hessian
         self.lanczos_steps, self.cka_tokens, self.orders = lanczos_steps, cka_tokens, orders
         self.views, self.alphas, self.curve_sets = views, alphas, curve_sets
-        self.layers = discover_layers(theta0)
+        self.layers = discover_layers(run.param_sizes())
         self._model: torch.nn.Module | None = None
         self._evalsets: dict[str, EvalSet] | None = None
         self._hessian_set: EvalSet | None = None
+
+    @property
+    def theta0(self) -> ParamDict:
+        if "0" not in self._theta:
+            self._theta["0"] = self.run.theta0()
+        return self._theta["0"]
+
+    @property
+    def theta1(self) -> ParamDict:
+        if "1" not in self._theta:
+            self._theta["1"] = self.run.theta1()
+        return self._theta["1"]
 
     def model(self) -> torch.nn.Module:
         if self._model is None:

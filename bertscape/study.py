@@ -28,6 +28,8 @@ surface's β extent is the profile's ``grid_beta`` times that run's own basin ha
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -36,7 +38,7 @@ import xarray as xr
 
 from IPython.display import Markdown, display
 
-from . import cache, curvature, landscape, layers, linesearch, scorecard
+from . import cache, curvature, landscape, layers, linesearch, scorecard, versions
 from . import uncertainty as U
 from .data import subset_indices
 from .directions import filter_normalise, norm, random_direction, restrict, sub
@@ -149,12 +151,14 @@ def run_check(P: Profile, task: str, run: RunResult) -> dict:
     return _CHECKS[key]
 
 
-def training_table(P: Profile, task: str) -> pd.DataFrame:
-    """Every run the scorecard compares (each seed and pairing, and the connectivity runs), whether it
-    trained and why not: the runs that take part in verdicts, and those that cannot."""
+def training_table(P: Profile, task: str, connectivity: bool = True) -> pd.DataFrame:
+    """Every run the scorecard compares (each seed and pairing, and with ``connectivity`` the runs of
+    the connectivity chapter), whether it trained and why not: the runs that take part in verdicts, and
+    those that cannot."""
     seen, rows = set(), []
     every = [(s, r) for s in P.seeds for p in pairings(P) for r in runs(P, task, s, p).values()]
-    every += [(s, r) for rs in lmc_runs(P, task).values() for s, r in rs.items()]
+    if connectivity:
+        every += [(s, r) for how in ("shared", "own") for rs in lmc_runs(P, task, how).values() for s, r in rs.items()]
     for s, r in every:
         if r.spec.key() in seen:
             continue
@@ -186,10 +190,32 @@ def curves(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset]:
     dev sentences: only the figure reads them), every sentence's loss kept for claim 2's paired
     bootstrap; the sentences are drawn with the run's seed."""
     splits = ("train", "dev") if seed == figure_seed(P) else ("train",)
-    return {init: landscape.run_curve(run, alphas=P.curve_axis(), n_eval=P.curve_n_eval, eval_seed=seed,
-                                      precision=_prec(P, "curve_precision"), device=P.device,
-                                      eval_batch_size=P.eval_batch_size, per_sample=True, splits=splits)
+    return {init: _indexed(landscape.run_curve, (run,), alphas=P.curve_axis(), n_eval=P.curve_n_eval, eval_seed=seed,
+                           precision=_prec(P, "curve_precision"), device=P.device, eval_batch_size=P.eval_batch_size,
+                           per_sample=True, splits=splits)
             for init, run in main_runs(P, task, seed).items()}
+
+
+def _indexed(fn: Callable[..., xr.Dataset], runs_: tuple[RunResult, ...], **kwargs: Any) -> xr.Dataset:
+    """``fn(*runs_, **kwargs)`` (a run-level grid of :mod:`bertscape.landscape`), found first through an
+    index keyed by what determines it — the runs' keys, the arguments and the grids' code version — so
+    that a stored grid is read back without rebuilding its directions and evaluation sets from the runs'
+    weights (the grid engine's own key hashes those tensors). This is what lets a book render from a
+    results bundle that holds no weights. The index points at the grid's file; a missing or unreadable
+    file is recomputed."""
+    key = {"fn": fn.__name__, "runs": [r.spec.key() for r in runs_], "grids": versions.version("grids"),
+           "kwargs": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(kwargs.items()) if k != "device"}}
+    path = cache.memo_path("grid-index", key)
+    entry = cache.read_json(path)
+    if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+        ds = landscape.read_grid(cache.subdir("grids") / entry["file"])
+        if ds is not None and int(ds.attrs.get("complete", 0)) == 1:
+            return ds
+    ds = fn(*runs_, **kwargs)
+    name = f"{ds.attrs['kind']}-{ds.attrs['grid_key']}.nc"
+    if int(ds.attrs.get("complete", 0)) == 1 and (cache.subdir("grids") / name).is_file():
+        cache.write_json(path, {"file": name})
+    return ds
 
 
 @functools.lru_cache(maxsize=64)
@@ -240,10 +266,10 @@ def surfaces(P: Profile, task: str, seed: int = 0, centre: str = "theta0", d2: s
     out = {}
     for init, run in main_runs(P, task, seed).items():
         b = float(f"{half_width(P, task, seed, init):.3g}")
-        out[init] = landscape.run_surface(run, alphas=alphas, betas=[round(x * b, 10) for x in unit_betas],
-                                          centre=centre, d2=d2, seed=seed, n_eval=P.grid_n_eval, eval_seed=seed,
-                                          precision=_prec(P, "grid_precision"), device=P.device,
-                                          eval_batch_size=P.eval_batch_size, per_sample=True)
+        out[init] = _indexed(landscape.run_surface, (run,), alphas=alphas, betas=[round(x * b, 10) for x in unit_betas],
+                             centre=centre, d2=d2, seed=seed, n_eval=P.grid_n_eval, eval_seed=seed,
+                             precision=_prec(P, "grid_precision"), device=P.device,
+                             eval_batch_size=P.eval_batch_size, per_sample=True)
         out[init].attrs["beta_unit"] = b
     return out
 
@@ -372,10 +398,10 @@ def basin_surfaces(P: Profile, task: str, seed: int = 0) -> dict[str, xr.Dataset
         half_b = float(f"{2 * half_width(P, task, seed, init, 'd2'):.3g}")
 
         def grid(alphas: list[float], betas: list[float], run=run, half_a=half_a, half_b=half_b) -> xr.Dataset:
-            return landscape.run_surface(run, alphas=[round(x * half_a, 10) for x in alphas],
-                                         betas=[round(x * half_b, 10) for x in betas], centre="theta1", seed=seed,
-                                         n_eval=P.grid_n_eval, eval_seed=seed, precision=_prec(P, "grid_precision"), device=P.device,
-                                         eval_batch_size=P.eval_batch_size, per_sample=True, splits=("train",))
+            return _indexed(landscape.run_surface, (run,), alphas=[round(x * half_a, 10) for x in alphas],
+                            betas=[round(x * half_b, 10) for x in betas], centre="theta1", seed=seed,
+                            n_eval=P.grid_n_eval, eval_seed=seed, precision=_prec(P, "grid_precision"), device=P.device,
+                            eval_batch_size=P.eval_batch_size, per_sample=True, splits=("train",))
 
         s = grow_basin_grid(grid, P.grid_points[0], BASIN_GROWTH_STEPS)
         s.attrs.update(alpha_unit=half_a, beta_unit=half_b,
@@ -397,7 +423,7 @@ def areas(P: Profile, task: str, seed: int = 0) -> dict[str, dict[str, Any]]:
         run = main_runs(P, task, seed)[init]
         samples = s["train_sample_loss"].values.astype(np.float64)
         n1, n2 = s.attrs["d1_norm"], s.attrs["d2_norm"]
-        theta1_norm = norm(run.theta1())
+        theta1_norm = theta1_norm_of(run)
         scale = n1 * n2 / theta1_norm ** 2
         base = _basin_area(s, samples.mean(-1))
         reps = U.replicates(lambda idx: _basin_area(s, samples[..., idx].mean(-1))["area"], samples.shape[-1])
@@ -496,6 +522,11 @@ def _curvature_directions(run: RunResult, seed: int) -> dict[str, dict]:
     theta1, delta = run.theta1(), run.delta()
     return {"d1": delta, "d2": restrict(landscape.run_directions(run, seed=seed)["d2"], delta),
             "d1_fn": filter_normalise(delta, theta1), "d2_fn": random_direction(theta1, seed, "filter", "whole")}
+
+
+def theta1_norm_of(run: RunResult) -> float:
+    """‖θ1‖ of a run (cached: read back without loading the weights)."""
+    return cache.memo_json("theta1-norm", run.spec.key(), lambda: norm(run.theta1()))
 
 
 def hessian_batches(run: RunResult, n: int, n_batches: int, seed: int, device: Any) -> list:
@@ -675,8 +706,9 @@ def segments(P: Profile, task: str) -> list[dict[str, Any]]:
         pairs.append(("PT–RI", shared["pretrained"][s0], shared["scratch"][s0]))
     out = []
     for kind, ra, rb in pairs:
-        curve = landscape.run_segment(ra, rb, ts, n_eval=P.grid_n_eval, precision=_prec(P, "grid_precision"),
-                                      device=P.device, eval_batch_size=P.eval_batch_size, per_sample=True)
+        curve = _indexed(landscape.run_segment, (ra, rb), ts=ts, n_eval=P.grid_n_eval,
+                         precision=_prec(P, "grid_precision"), device=P.device, eval_batch_size=P.eval_batch_size,
+                         per_sample=True)
         out.append({"kind": kind, "a": f"{_SHORT[ra.spec.init]} s{ra.spec.seed}",
                     "b": f"{_SHORT[rb.spec.init]} s{rb.spec.seed}", "curve": curve})
     return out
@@ -744,8 +776,44 @@ def start(profile: str = DEFAULT_PROFILE, tasks: str | list[str] | None = None, 
     P = from_params(profile, tasks, glue_dir, overrides, seeds=seeds, model=model)
     plots.use_style()
     if show_profile:
-        display(Markdown(profile_summary(P)))
+        given = {"profile": profile, "tasks": tasks, "seeds": seeds, "model": model, "glue_dir": glue_dir,
+                 "overrides": overrides}
+        display(Markdown(profile_summary(P) + "\n\n" + parameters_line(given) + "\n\n" + results_source()))
     return P
+
+
+#: The parameters cell's defaults (what a reader sees in the cell, whatever this page was built with).
+CELL_DEFAULTS = {"profile": DEFAULT_PROFILE, "tasks": None, "seeds": None, "model": None, "glue_dir": None,
+                 "overrides": {}}
+
+
+def parameters_line(given: dict[str, Any]) -> str:
+    """The values this execution's parameters cell actually held (papermill replaces the defaults the
+    page shows in a cell that is not displayed), or that it ran with the defaults."""
+    def empty(v: Any) -> bool:
+        return v is None or v == {} or v == [] or (isinstance(v, str) and v.strip() in ("", "{}", "[]", "None"))
+
+    used = {k: v for k, v in given.items() if not empty(v) and v != CELL_DEFAULTS.get(k)}
+    if not used:
+        return "**Parameters of this execution:** the defaults shown in the cell below."
+    return ("**Parameters of this execution** (the cell below shows the defaults): "
+            + ", ".join(f"`{k} = {v!r}`" for k, v in used.items()) + ".")
+
+
+def results_source() -> str:
+    """Where this page's numbers come from: a results bundle the build imported (its manifest's profile,
+    machine, precision, date and package version), or this build itself."""
+    path = os.environ.get("BERTSCAPE_BUNDLE")
+    if not path:
+        return ("**Source of the results:** computed in this build (or read back from this machine's cache, "
+                "where an earlier build computed them).")
+    from .bundle import read_manifest  # only a page rendered from a bundle reads one
+
+    m = read_manifest(path)
+    prec = ", ".join(f"{k.replace('_precision', '')} {v}" for k, v in m["precision"].items())
+    return (f"**Source of the results:** imported from the results bundle `{Path(path).name}` — profile "
+            f"`{m['profile']}`, computed on {m['machine']['device']} in {prec}, on {m['created']}, with bertscape "
+            f"{m['package_version']}; nothing on this page was trained or evaluated in this build.")
 
 
 # ----------------------------------------------------------------------------- tables for the chapters

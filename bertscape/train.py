@@ -24,12 +24,13 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from . import cache
+from . import cache, workcount
 from .data import Encoded, encode, load_split, subset_indices, train_batches
-from .errors import check_positive_int
+from .errors import BertscapeError, check_positive_int
 from .evaluate import evaluate, forward_logits, loss_fn, prepare_eval
 from .models import build_model, load_state, load_tokenizer, resolve_device, trainable_state
 from .precision import autocast_dtype
@@ -37,6 +38,8 @@ from .progress import progress_enabled
 from .spec import RunSpec
 
 StepCallback = Callable[[int, float], None]
+#: The file of parameter names and sizes a run imported without weights carries instead of θ0.
+PARAM_SIZES = "param_sizes.json"
 #: Steps between host syncs of the recorded training losses (and progress-bar updates).
 SYNC_EVERY = 25
 
@@ -101,13 +104,39 @@ class RunResult:
             raise FileNotFoundError(f"{self.folder}: no dev_predictions.npz (a run cached by an older version)")
         return z["predictions"], z["labels"]
 
+    def _weights(self, name: str) -> dict[str, torch.Tensor]:
+        path = self.folder / name
+        if not path.is_file():
+            raise BertscapeError(
+                f"run {self.spec.label()} ({self.spec.key()}) has no weights in the cache: it was imported from a "
+                "results bundle without them, so its stored results can be shown but nothing new can be computed "
+                "from it. Import a bundle exported with --with-weights, or remove "
+                f"{self.folder} to train the run again.")
+        return load_file(path)
+
     def theta0(self) -> dict[str, torch.Tensor]:
         """θ0: the starting point (fp32)."""
-        return load_file(self.folder / "theta0.safetensors")
+        return self._weights("theta0.safetensors")
 
     def theta1(self) -> dict[str, torch.Tensor]:
         """θ1: the end of training (fp32)."""
-        return load_file(self.folder / "theta1.safetensors")
+        return self._weights("theta1.safetensors")
+
+    def param_sizes(self) -> dict[str, int]:
+        """Every trainable parameter's name and number of elements, without loading the weights (read
+        from θ0's header, or from ``param_sizes.json`` in a run imported without weights)."""
+        if (self.folder / "theta0.safetensors").is_file():
+            return self.param_sizes_of(self.folder)
+        stored = cache.read_json(self.folder / PARAM_SIZES)
+        if not isinstance(stored, dict):
+            self._weights("theta0.safetensors")  # raises the error that says why
+        return {str(k): int(v) for k, v in stored.items()}
+
+    @staticmethod
+    def param_sizes_of(folder: Path) -> dict[str, int]:
+        """Names and sizes of the parameters in a run folder's θ0 file (its header only)."""
+        with safe_open(folder / "theta0.safetensors", framework="pt") as f:
+            return {k: int(np.prod(f.get_slice(k).get_shape())) for k in f.keys()}
 
     def delta(self) -> dict[str, torch.Tensor]:
         """δ1 = θ1 − θ0."""
@@ -123,7 +152,7 @@ class RunResult:
         if step == self.checkpoint_steps[-1]:
             return self.theta1()
         t0 = theta0 if theta0 is not None else self.theta0()
-        d = load_file(self.folder / f"ckpt-{step:07d}.safetensors")
+        d = self._weights(f"ckpt-{step:07d}.safetensors")
         return {k: t0[k] + d[k].float() for k in t0}
 
     def trajectory(self) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
@@ -314,6 +343,7 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
                 opt.step()
                 sched.step()
                 step += 1
+                workcount.add("train_steps")
                 pending.append(({"step": step, "epoch": step / steps_per_epoch, "lr": lr,
                                  "seconds": time.perf_counter() - t_start}, loss.detach()))
                 if callback is not None or step in eval_steps or step % SYNC_EVERY == 0:

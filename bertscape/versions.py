@@ -57,6 +57,8 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "memo:path": ("1", ("bertscape.study:path_stats",)),
     "memo:curvature": ("2", (*_EVAL, "bertscape.curvature", "bertscape.study:curvature_numbers",
                              "bertscape.study:_curvature_directions", "bertscape.study:hessian_batches")),
+    "memo:grid-index": ("1", ("bertscape.study:_indexed",)),
+    "memo:theta1-norm": ("1", ("bertscape.study:theta1_norm_of", "bertscape.directions:norm")),
     "memo:long-train-loss": ("1", (*_EVAL, "bertscape.study:long_train_loss")),
     "memo:layer-evidence": ("1", (*_EVAL, "bertscape.layers:layer_point_losses", "bertscape.layers:relative_change",
                                   "bertscape.study:layer_evidence")),

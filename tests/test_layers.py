@@ -323,6 +323,9 @@ class FakeRun:
     def theta1(self):
         return {k: v.clone() for k, v in self._t1.items()}
 
+    def param_sizes(self):
+        return {k: int(v.numel()) for k, v in self._t0.items()}
+
     def model(self, which="theta1", device="cpu"):
         load_state(self._m, self._t1 if which == "theta1" else self._t0)
         return self._m
