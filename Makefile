@@ -14,7 +14,7 @@ TORCH_INDEX ?=
 STAMP := $(VENV)/.bertscape-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup book test browser clean bench
+.PHONY: setup book test browser clean bench wheel
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ bench: setup
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_landscape.py
 	$(PY) benchmarks/bench_layers.py
+
+# A wheel of the package in _build/dist (built in an isolated environment by the PyPI package `build`).
+wheel: setup
+	$(PY) -m build --wheel --outdir _build/dist
 
 clean:
 	rm -rf _build
