@@ -1,6 +1,6 @@
 # bertscape: two commands do everything from a fresh clone.
 #   make book   set up .venv, execute every chapter (PROFILE=quick by default), build the static site
-#               (BUNDLE=path renders a results bundle instead of computing: python -m bertscape.bundle)
+#               (BUNDLE=path renders a results bundle instead of computing: python -m bertscape.book.bundle)
 #   make test   set up .venv, run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)

@@ -45,13 +45,14 @@ _common.offline_quiet()
 
 
 def _warm() -> None:
-    import bertscape.landscape  # noqa: F401  (workers pay the torch/transformers import before timing)
+    import bertscape.geometry.landscape  # noqa: F401  (workers pay the torch/transformers import before timing)
 
 
 def _warm_run(spec) -> None:
     """On a worker: the run's data tokenised and its θ0 model resident (what its first unit would do)."""
-    from bertscape import compute, train
-    from bertscape.cache import cache_dir
+    from bertscape.base.cache import cache_dir
+    from bertscape.compute import executor as compute
+    from bertscape.runs import train
 
     root = str(cache_dir())
     compute._forget_memos_of_other_caches(root)  # as the first unit would; it keeps what follows
@@ -61,7 +62,7 @@ def _warm_run(spec) -> None:
 
 def _forget_grid_inputs() -> None:
     """On a worker: drop the resident grid inputs (each timed grid builds its own, as a new grid does)."""
-    from bertscape import landscape
+    from bertscape.geometry import landscape
 
     landscape._resident_grid_inputs.cache_clear()
 
@@ -72,7 +73,7 @@ def _point_seconds() -> float:
     grid engine calls once per point) with a timer; the grids themselves are unchanged."""
     import time as _time
 
-    from bertscape import landscape
+    from bertscape.geometry import landscape
 
     timed = landscape.evaluate_sets
     if not hasattr(timed, "seconds"):
@@ -96,8 +97,8 @@ def _few_points(spec, kw: dict, n: int) -> float:
     point to warm up: the same work in the driver and on a worker, to compare their speed."""
     import time as _time
 
-    from bertscape import compute as _compute
-    from bertscape import landscape as _landscape
+    from bertscape.compute import executor as _compute
+    from bertscape.geometry import landscape as _landscape
 
     run = _compute.cached_run(spec)
     _landscape.run_surface(run, store=None, max_points=1, **kw)
@@ -137,10 +138,11 @@ def main() -> None:
 
     import torch
 
-    from bertscape import cache, compute
-    from bertscape import landscape as L
-    from bertscape.spec import RunSpec
-    from bertscape.train import train
+    from bertscape.base import cache
+    from bertscape.compute import executor as compute
+    from bertscape.geometry import landscape as L
+    from bertscape.runs.spec import RunSpec
+    from bertscape.runs.train import train
 
     torch.set_num_threads(1)  # as each worker (Dask's nanny sets OMP_NUM_THREADS=1)
     spec = RunSpec(n_train=256, n_dev=args.n_eval, epochs=1, device="cpu", precision="fp32", n_checkpoints=3)

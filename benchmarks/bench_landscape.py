@@ -7,7 +7,7 @@ Run once (all numbers are measured in the same process, so ratios compare like w
     .venv/bin/python benchmarks/bench_landscape.py --full     # also time a full 41-point curve and 21×21 surface
 
 Measured:
-  (a) grid-evaluation throughput (tokens/s) of :func:`bertscape.landscape.curve_1d` against plain batched
+  (a) grid-evaluation throughput (tokens/s) of :func:`bertscape.geometry.grids.curve_1d` against plain batched
       inference of the same model on the same length-sorted, dynamically padded batches
       (``torch.inference_mode``, logits only). Target ratio ≥ 0.9.
   (b) per-grid-point time against the PyPI package ``loss-landscapes`` 3.0.6
@@ -39,12 +39,11 @@ _common.offline_quiet()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bertscape import directions as D  # noqa: E402
-from bertscape import landscape as L  # noqa: E402
-from bertscape.data import collate, encode, load_split, subset_indices  # noqa: E402
-from bertscape.evaluate import forward_logits, loss_fn, prepare_eval  # noqa: E402
-from bertscape.models import build_model, load_tokenizer, trainable_state  # noqa: E402
-
+from bertscape.data.tasks import collate, encode, load_split, subset_indices  # noqa: E402
+from bertscape.geometry import directions as D
+from bertscape.geometry import grids
+from bertscape.runs.evaluate import forward_logits, loss_fn, prepare_eval  # noqa: E402
+from bertscape.runs.models import build_model, load_tokenizer, trainable_state  # noqa: E402
 
 
 def plain_inference(model, es, precision: str) -> float:
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     stamps: list[float] = []
     alphas = np.linspace(0.0, 1.0, args.points)
     t_start = time.perf_counter()
-    L.curve_1d(model, theta0, d1, alphas, {"train": es}, precision=args.precision, progress=False,
+    grids.curve_1d(model, theta0, d1, alphas, {"train": es}, precision=args.precision, progress=False,
                callback=lambda i, v: stamps.append(time.perf_counter()))
     per_point = np.diff([t_start] + stamps)
     grid_pp = float(np.median(per_point))
@@ -162,11 +161,11 @@ def main(argv: list[str] | None = None) -> None:
     scale512 = 512 / args.n
     if args.full:
         t = time.perf_counter()
-        L.curve_1d(model, theta0, d1, np.round(np.linspace(-0.5, 1.5, 41), 10), {"train": es}, precision=args.precision, progress=True)
+        grids.curve_1d(model, theta0, d1, np.round(np.linspace(-0.5, 1.5, 41), 10), {"train": es}, precision=args.precision, progress=True)
         curve_s = time.perf_counter() - t
         d2 = D.orthogonalise(D.random_direction(d1, seed=2), d1)
         t = time.perf_counter()
-        L.surface_2d(model, theta0, d1, d2, np.linspace(-0.5, 1.5, 21), np.linspace(-1, 1, 21), {"train": es},
+        grids.surface_2d(model, theta0, d1, d2, np.linspace(-0.5, 1.5, 21), np.linspace(-1, 1, 21), {"train": es},
                      precision=args.precision, progress=True)
         surf_s = time.perf_counter() - t
         how = "measured in full"

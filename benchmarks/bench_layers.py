@@ -1,4 +1,4 @@
-"""Layer analysis speed and memory: every measure of bertscape.layers on a quick-profile run.
+"""Layer analysis speed and memory: every measure of bertscape.geometry.layers on a quick-profile run.
 
     .venv/bin/python benchmarks/bench_layers.py                 # the quick pre-trained run (trained first if not cached)
     .venv/bin/python benchmarks/bench_layers.py --init scratch  # the same for the from-scratch run
@@ -7,7 +7,7 @@
 Settings ``quick`` (the default) are the quick profile's layer settings (α grid, bf16 evaluations,
 per-layer Hessian on ``hessian_n_eval`` sentences with ``layer_hessian_steps`` Lanczos steps, CKA
 token budget) on 512 training and all 512 dev sentences of the run; ``defaults`` are
-:func:`bertscape.layers.analyze_run`'s defaults: the default profile's sizes too (``curve_n_eval``
+:func:`bertscape.geometry.layers.analyze_run`'s defaults: the default profile's sizes too (``curve_n_eval``
 training and dev sentences, 32-sentence Hessian, 4 steps), but ``precision="auto"`` (fp32 on CPU).
 Before issue 12 they were heavier (512 sentences, 64-sentence Hessian, 8 steps: RESULTS.md).
 Measures run one after another in this process; the table gives each one's time and the peak
@@ -42,9 +42,9 @@ ROOT = _common.ROOT
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from bertscape import layers as LY  # noqa: E402
-from bertscape.spec import RunSpec  # noqa: E402
-from bertscape.train import load_run  # noqa: E402
+from bertscape.geometry import layers as LY
+from bertscape.runs.spec import RunSpec  # noqa: E402
+from bertscape.runs.train import load_run  # noqa: E402
 
 BUDGET_S = 300.0
 BUDGET_RSS_GB = 3.0
@@ -60,7 +60,7 @@ def ensure_run(spec: RunSpec):
     if run is not None:
         return run, 0.0
     t = time.perf_counter()
-    code = ("from bertscape.spec import RunSpec; from bertscape.train import train; "
+    code = ("from bertscape.runs.spec import RunSpec; from bertscape.runs.train import train; "
             f"train(RunSpec(init={spec.init!r}))")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     run = load_run(spec)
@@ -80,14 +80,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from bertscape.profiles import get_profile
+    from bertscape.book.profiles import get_profile
 
     quick = get_profile("quick")
     spec = quick.run_spec("movies", args.init)  # the book's main run: `make book` caches it
     if args.run_folder:
         import json
 
-        from bertscape.train import RunResult
+        from bertscape.runs.train import RunResult
 
         folder = Path(args.run_folder)
         meta = json.loads((folder / "meta.json").read_text())

@@ -26,7 +26,7 @@ import tempfile
 CHILD = r"""
 import json, resource, sys, time
 from bertscape import RunSpec
-from bertscape.train import train
+from bertscape.runs.train import train
 spec = RunSpec(**json.loads(sys.argv[1]))
 t = time.perf_counter()
 run = train(spec, progress=False)

@@ -1,6 +1,6 @@
 """The whole study (every experiment behind the scorecard), stage by stage, timed: for a GPU box.
 
-Runs the functions of :mod:`bertscape.study` in dependency order, one stage at a time, for every
+Runs the functions of :mod:`bertscape.book.study` in dependency order, one stage at a time, for every
 task and seed of the profile (and every pairing where a stage takes one), then the full scorecard:
 
     main_runs, control_runs, curves, widths (every pairing), surfaces, trajectories, pca_paths,
@@ -28,7 +28,7 @@ and the verdict table, the claim matrix and the pairing verdicts are printed at 
         [--model .carry/model] [--tasks movies[,tweets]] [--seeds 0[,1]] [--out DIR]
         [--stages main_runs,curves,...]
 
-``--overrides`` is a JSON dict of :class:`bertscape.profiles.Profile` fields (parsed as JSON, so
+``--overrides`` is a JSON dict of :class:`bertscape.book.profiles.Profile` fields (parsed as JSON, so
 ``2e-5`` is a number), applied on top of ``--profile``; ``--model``, ``--tasks`` and ``--seeds``
 override those fields too. ``--stages`` runs a subset (names as above; ``scorecard`` included).
 ``$BERTSCAPE_PROGRESS`` defaults to ``0`` (no progress bars) here. Works on CPU as well, e.g. a
@@ -61,11 +61,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # run from a checkout without the package installed: the repository root on the path
 import _common  # noqa: E402,F401  (puts the repository root on sys.path)
-
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from bertscape import profiles, scorecard, study  # noqa: E402
+from bertscape.book import profiles, study
+from bertscape.evidence import scorecard
 
 STAGES = ("main_runs", "control_runs", "curves", "widths", "surfaces", "trajectories", "pca_paths",
           "curvature_numbers", "theta1_evals", "restore_predictions", "long_runs", "layer_reports", "scorecard")
@@ -142,7 +142,7 @@ def stage_calls(P: profiles.Profile, stage: str):
 
 
 def _device_name(P: profiles.Profile) -> str:
-    from bertscape.models import resolve_device
+    from bertscape.runs.models import resolve_device
 
     try:
         dev = resolve_device(P.device)

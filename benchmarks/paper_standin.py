@@ -51,7 +51,7 @@ def build_standin(folder: Path, shape: dict, seed: int = 0) -> Path:
     import torch
     from transformers import BertConfig, BertModel
 
-    from bertscape.models import load_tokenizer
+    from bertscape.runs.models import load_tokenizer
 
     tok = load_tokenizer("embedded")
     torch.manual_seed(seed)

@@ -45,7 +45,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
     import torch
     from transformers import BertConfig, BertModel
 
-    from bertscape.models import load_tokenizer
+    from bertscape.runs.models import load_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     tok = load_tokenizer("embedded")
@@ -62,7 +62,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
 def _toy_encoded(n: int, seed: int, vocab: int = 100):
     import numpy as np
 
-    from bertscape import data
+    from bertscape.data import tasks as data
 
     rng = np.random.default_rng(seed)
     ids, tts = [], []
@@ -90,7 +90,7 @@ def toy_model():
 @pytest.fixture()
 def toy_evalsets():
     """Hand-made train/dev EvalSets (24 sentences each, batches of 8)."""
-    from bertscape.evaluate import prepare_eval
+    from bertscape.runs.evaluate import prepare_eval
 
     return {"train": prepare_eval(_toy_encoded(24, 1), batch_size=8),
             "dev": prepare_eval(_toy_encoded(24, 2), batch_size=8)}
@@ -101,7 +101,7 @@ def toy_points(toy_model):
     """(θ0, θ1) for ``toy_model``: θ1 = θ0 + seeded noise scaled to each tensor's spread."""
     import torch
 
-    from bertscape.models import trainable_state
+    from bertscape.runs.models import trainable_state
 
     theta0 = trainable_state(toy_model)
     gen = torch.Generator().manual_seed(5)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bertscape import bundle as B
-from bertscape import versions
+from bertscape.base import versions
+from bertscape.book import bundle as B
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -111,7 +111,7 @@ def test_a_bad_bundle_is_refused_and_nothing_is_written(tmp_path: Path, cache_ro
 
 
 def test_render_overrides_pin_the_precisions_and_keep_the_settings() -> None:
-    from bertscape.profiles import get_profile
+    from bertscape.book.profiles import get_profile
 
     settings = get_profile("smoke", seeds=(0, 1, 2), n_train=48).to_dict()
     o = B.render_overrides({"profile": "smoke", "settings": settings,

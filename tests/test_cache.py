@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bertscape import cache
+from bertscape.base import cache
 
 
 def test_a_dataset_round_trips_and_a_damaged_file_reads_as_missing(tmp_path) -> None:

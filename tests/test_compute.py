@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bertscape import cache, compute
-from bertscape import landscape as L
-from bertscape.errors import BertscapeError
+from bertscape.base import cache
+from bertscape.base.errors import BertscapeError
+from bertscape.compute import executor as compute
+from bertscape.geometry import landscape as L
+from bertscape.geometry import sharding, storage
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +44,8 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_bert):
-    from bertscape.spec import RunSpec
-    from bertscape.train import train
+    from bertscape.runs.spec import RunSpec
+    from bertscape.runs.train import train
 
     spec = RunSpec(model=tiny_bert, n_train=48, n_dev=32, epochs=1, batch_size=16, n_checkpoints=3, max_length=32,
                    device="cpu", precision="fp32", lr=1e-3, seed=7)
@@ -70,15 +72,15 @@ def _grid_files(key: str) -> list[Path]:
 def test_in_process_is_the_default_and_imports_no_dask(monkeypatch):
     import subprocess
 
-    code = ("import sys, bertscape.landscape as L, bertscape.compute as c; assert not c.current().distributed; "
-            "assert not c.fans_out({'store': 'auto'}); "
+    code = ("import sys, bertscape.geometry.landscape as L, bertscape.compute.executor as c; assert not c.current().distributed; "
+            "import bertscape.geometry.sharding as s; assert not s.fans_out({'store': 'auto'}); "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]")
     env = {k: v for k, v in os.environ.items() if k != compute.SCHEDULER_ENV}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=Path(__file__).resolve().parents[1])
     monkeypatch.delenv(compute.SCHEDULER_ENV, raising=False)
     ex = compute.current()
     assert isinstance(ex, compute.InProcess) and not ex.distributed
-    assert not compute.fans_out({"store": "auto"})
+    assert not sharding.fans_out({"store": "auto"})
     out = ex.run([compute.Unit("ok", operator.add, (1, 2)), compute.Unit("bad", operator.truediv, (1, 0))],
                  retries=1, progress=False)
     assert [o.status for o in out] == ["computed", "failed"] and out[0].value == 3
@@ -97,7 +99,7 @@ def test_grid_on_two_workers_equals_the_in_process_grid(cluster, tiny_run, monke
     build = L._build_grid_inputs
     monkeypatch.setattr(L, "_build_grid_inputs", lambda *a, **k: builds.append(1) or build(*a, **k))
     with compute.use(cluster):
-        assert compute.fans_out({"store": "auto"})
+        assert sharding.fans_out({"store": "auto"})
         remote = L.run_surface(tiny_run, **GRID)
     _assert_same_grid(local, remote)
     assert remote.attrs["complete"] == 1 and bool(remote["done"].all())
@@ -106,7 +108,7 @@ def test_grid_on_two_workers_equals_the_in_process_grid(cluster, tiny_run, monke
     key = remote.attrs["grid_key"]
     files = _grid_files(key)
     assert [p.name for p in files] == [f"surface-{key}.nc"]
-    stored = L.read_grid(files[0])
+    stored = storage.read_grid(files[0])
     assert stored.attrs["shard"] == "0/1" and stored.attrs["complete"] == 1
     _assert_same_grid(stored, local)
     shards = cluster.log[before:]
@@ -143,7 +145,7 @@ def test_a_worker_killed_mid_grid_is_replaced_and_the_grid_completes(cluster, ti
     killer = threading.Thread(target=kill_a_busy_worker)
     killer.start()
     curve_kw = {k: v for k, v in kw.items() if k != "betas"}
-    remote = compute.sharded_grid(L.run_curve, tiny_run, dict(curve_kw, store="auto"), executor=cluster, shards=7)
+    remote = sharding.sharded_grid(L.run_curve, tiny_run, dict(curve_kw, store="auto"), executor=cluster, shards=7)
     killer.join()
     assert "pid" in killed, "no worker was ever busy"
     _assert_same_grid(local, remote)
@@ -209,8 +211,8 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_a_resumed_sweep_recomputes_nothing_cached(cluster, tiny_bert, fresh_cache, monkeypatch):
-    from bertscape import study, sweep
-    from bertscape.profiles import get_profile
+    from bertscape.book import study, sweep
+    from bertscape.book.profiles import get_profile
 
     monkeypatch.setattr(compute, "SHARDS_PER_WORKER", 1)  # 5×5 grids: one shard per worker is plenty
 

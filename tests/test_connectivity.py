@@ -6,10 +6,13 @@ import pytest
 import torch
 import xarray as xr
 
-from bertscape import RunSpec, landscape, scorecard, study
-from bertscape.errors import BertscapeError
-from bertscape.evaluate import evaluate
-from bertscape.train import run_data, train
+from bertscape import RunSpec
+from bertscape.base.errors import BertscapeError
+from bertscape.book import study
+from bertscape.evidence import scorecard
+from bertscape.geometry import landscape
+from bertscape.runs.evaluate import evaluate
+from bertscape.runs.train import run_data, train
 
 
 def tiny_spec(model: str, **kw) -> RunSpec:

@@ -1,6 +1,6 @@
 """Cross-check: the project's 1D curve against the reference ``loss-landscapes`` library.
 
-``bertscape.landscape.curve_1d`` evaluates f(α) = L(θ0 + α·(θ1 − θ0)) through its own machinery
+``bertscape.geometry.grids.curve_1d`` evaluates f(α) = L(θ0 + α·(θ1 − θ0)) through its own machinery
 (in-place point writer, length-sorted dynamically padded batches, float64 accumulation).
 ``loss_landscapes.linear_interpolation`` walks the same line with its own parameter arithmetic
 on deep copies of two models, and the metric here computes the mean cross-entropy on its own
@@ -17,12 +17,12 @@ import copy
 import numpy as np
 import pytest
 import torch
-
-from bertscape import directions as D
-from bertscape import landscape as L
-from bertscape.evaluate import prepare_eval
-from bertscape.models import load_state, trainable_state
 from conftest import _toy_encoded
+
+from bertscape.geometry import directions as D
+from bertscape.geometry import grids
+from bertscape.runs.evaluate import prepare_eval
+from bertscape.runs.models import load_state, trainable_state
 
 ll = pytest.importorskip("loss_landscapes")
 from loss_landscapes.metrics import Metric  # noqa: E402
@@ -98,7 +98,7 @@ def test_curve_1d_matches_loss_landscapes_linear_interpolation(toy_model):
 
     # (a) the project: α = 0, 1/n, …, 1 on the line θ0 + α·(θ1 − θ0)
     alphas = np.arange(STEPS + 1) / STEPS
-    ds = L.curve_1d(toy_model, theta0, D.sub(theta1, theta0), alphas, evalsets, precision="fp32",
+    ds = grids.curve_1d(toy_model, theta0, D.sub(theta1, theta0), alphas, evalsets, precision="fp32",
                     progress=False, store=None)
     ours = ds["train_loss"].values.astype(np.float64)
     np.testing.assert_allclose(ds["alpha"].values, alphas)

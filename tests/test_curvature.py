@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from bertscape import curvature as C
-from bertscape import data
-from bertscape.errors import BertscapeError
-from bertscape.evaluate import prepare_eval
+from bertscape.base.errors import BertscapeError
+from bertscape.data import tasks as data
+from bertscape.geometry import curvature as C
+from bertscape.runs.evaluate import prepare_eval
 
 
 @pytest.fixture(autouse=True)

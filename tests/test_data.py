@@ -7,9 +7,9 @@ import tarfile
 import numpy as np
 import pytest
 
-from bertscape import data
-from bertscape.errors import BertscapeError
-from bertscape.models import load_tokenizer
+from bertscape.base.errors import BertscapeError
+from bertscape.data import tasks as data
+from bertscape.runs.models import load_tokenizer
 
 GLUE_SIZES = {"cola": (8551, 1043), "mrpc": (3668, 408), "sst2": (67349, 872), "rte": (2490, 277),
               "stsb": (5749, 1500)}

@@ -1,17 +1,18 @@
 """The profile's device reaches every stage of the study.
 
 A fake device string ("cuda:7", accepted by the profile) is resolved by a recording stand-in for
-``models.resolve_device`` that hands back the CPU; each stage of :mod:`bertscape.study` then runs on
+``models.resolve_device`` that hands back the CPU; each stage of :mod:`bertscape.book.study` then runs on
 a tiny model and must have resolved "cuda:7" (and never "auto" or "cpu", the defaults a stage that
 dropped the device would fall back to). The GPU check itself is a benchmark (benchmarks/gpu_study.py).
 """
 from __future__ import annotations
 
-import pytest
 import torch
 
-from bertscape import landscape, layers, linesearch, models, study, train
-from bertscape.profiles import get_profile
+from bertscape.book import study
+from bertscape.book.profiles import get_profile
+from bertscape.geometry import landscape, layers, linesearch
+from bertscape.runs import models, train
 
 FAKE = "cuda:7"
 #: Stages that evaluate or train a model. pca_paths and path_stats work on stored checkpoints
@@ -47,9 +48,10 @@ def test_the_profile_device_reaches_every_stage(tiny_bert, fresh_cache, monkeypa
         monkeypatch.setattr(module, "resolve_device", recording)
     # a tiny random model is flat: line searches and basin grids would run to their caps
     monkeypatch.setattr(linesearch, "CAP_DISPLACEMENTS", 2.0)
-    monkeypatch.setattr(study, "BASIN_GROWTH_STEPS", 1)
-    P = get_profile("smoke", model=tiny_bert, device=FAKE, control_lrs=("pretrained",), long_epochs=1,
-                    layer_alphas=(0.0, 1.0), layer_hessian_steps=1, cka_tokens=64, grid_points=(5, 3))
+    monkeypatch.setattr(landscape, "BASIN_GROWTH_STEPS", 1)
+    P = get_profile("smoke", model=tiny_bert, device=FAKE, control_lrs=("pretrained",), long_epochs=1, seeds=(0,),
+                    layer_alphas=(0.0, 0.5, 1.0, 1.5), layer_hessian_steps=1, cka_tokens=64, grid_points=(5, 3),
+                    hessian_steps=1, hessian_n_eval=4, hessian_batches=2, segment_points=3, n_train=32)
     missing = {}
     for name, stage in STAGES.items():
         for fn in vars(study).values():  # every stage computes afresh (no per-process memo)

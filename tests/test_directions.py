@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from bertscape import directions as D
-from bertscape.errors import BertscapeError
+from bertscape.base.errors import BertscapeError
+from bertscape.geometry import directions as D
 
 
 @pytest.fixture(autouse=True)
@@ -151,7 +151,7 @@ def test_cached_direction_roundtrip_and_corruption(tmp_path):
     d2, h2 = D.cached_direction(key, make)
     assert len(calls) == 1 and h1 == h2 == D.content_hash(d1)
     assert all(torch.equal(d1[k], d2[k]) for k in d1)
-    from bertscape import cache
+    from bertscape.base import cache
 
     path = cache.subdir("directions") / f"{key}.safetensors"
     raw = bytearray(path.read_bytes())

@@ -1,12 +1,12 @@
-"""Flatness numbers (bertscape.flatness) on synthetic arrays with known answers."""
+"""Flatness numbers (bertscape.geometry.flatness) on synthetic arrays with known answers."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from bertscape import flatness as F
-from bertscape.errors import BertscapeError
+from bertscape.base.errors import BertscapeError
+from bertscape.geometry import flatness as F
 
 
 def test_basin_width_known_answers():

@@ -1,4 +1,4 @@
-"""Layer analysis (bertscape.layers) on tiny random BERTs and hand-made data: offline and fast."""
+"""Layer analysis (bertscape.geometry.layers) on tiny random BERTs and hand-made data: offline and fast."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from bertscape import data, layers
-from bertscape.errors import BertscapeError
-from bertscape.evaluate import EvalSet, evaluate, prepare_eval
-from bertscape.models import load_state, trainable_state
+from bertscape.base.errors import BertscapeError
+from bertscape.data import tasks as data
+from bertscape.geometry import layers
+from bertscape.runs.evaluate import EvalSet, evaluate, prepare_eval
+from bertscape.runs.models import load_state, trainable_state
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -103,7 +104,7 @@ def test_discovery_for_bert_base_and_large_depths(n_layers):
 
 
 def test_discovery_on_embedded_model():
-    from bertscape.models import build_model
+    from bertscape.runs.models import build_model
 
     model = build_model("embedded", "pretrained", 2, 0)
     lm = layers.discover_layers(model)
@@ -312,7 +313,7 @@ def test_token_selection_skips_padding_and_is_seeded():
 
 class FakeRun:
     def __init__(self, model, theta0, theta1):
-        from bertscape.spec import RunSpec
+        from bertscape.runs.spec import RunSpec
 
         self.spec = RunSpec(n_train=64, n_dev=32)
         self._m, self._t0, self._t1 = model, theta0, theta1

@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from bertscape import linesearch as ls
-from bertscape.errors import BertscapeError
+from bertscape.base.errors import BertscapeError
+from bertscape.geometry import linesearch as ls
 
 REL_TOL = 2.0 ** -ls.REFINE_STEPS
 EPS = 0.1

@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bertscape import models
-from bertscape.errors import BertscapeError
+from bertscape.base.errors import BertscapeError
+from bertscape.runs import models
 
 
 def test_embedded_model_is_minilm():

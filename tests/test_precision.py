@@ -6,10 +6,10 @@ import warnings
 
 import pytest
 
-from bertscape import precision, study
-from bertscape.errors import BertscapeError
-from bertscape.profiles import get_profile
-from bertscape.spec import RunSpec
+from bertscape.base.errors import BertscapeError
+from bertscape.book import chapter, study
+from bertscape.book.profiles import get_profile
+from bertscape.runs import precision
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,7 @@ def test_the_quick_profile_resolves_every_precision_by_the_cpu_decision(monkeypa
     # "auto" never keys a run: its key is the key of the precision it resolved to
     assert spec.key() == spec.replace(precision=expected).key()
     assert spec.key() != spec.replace(precision={"fp32": "bf16", "bf16": "fp32"}[expected]).key()
-    assert f"training {expected} (auto)" in study.precision_summary(P)
+    assert f"training {expected} (auto)" in chapter.precision_summary(P)
 
 
 def test_fp32_is_fp32_everywhere_and_bad_names_are_refused(monkeypatch):

@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from bertscape.errors import BertscapeError
-from bertscape.profiles import PROFILE_NAMES, Profile, from_params, get_profile, profile_table
-from bertscape.spec import RunSpec
+from bertscape.base.errors import BertscapeError
+from bertscape.book.profiles import (
+    PROFILE_NAMES,
+    Profile,
+    from_params,
+    get_profile,
+    profile_table,
+)
+from bertscape.runs.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +37,7 @@ def test_quick_and_smoke_sizes() -> None:
         "embedded", ("movies",), 2000, 512, 3, 64, 32)
     assert q.curve_points == 21 and q.grid_points == (9, 7) and q.grid_n_eval == 224
     assert q.hessian_steps == 8 and q.hessian_n_eval == 32
-    for p in PROFILE_NAMES:  # no profile pins a precision: bf16 where it is faster, measured (bertscape.precision)
+    for p in PROFILE_NAMES:  # no profile pins a precision: bf16 where it is faster, measured (bertscape.runs.precision)
         prof = get_profile(p)
         assert (prof.precision, prof.curve_precision, prof.grid_precision) == ("auto", "auto", "auto"), p
     s = get_profile("smoke")
@@ -149,5 +155,5 @@ def test_the_package_exports_what_a_notebook_needs() -> None:
     namespace: dict = {}
     exec("from bertscape import *", namespace)
     assert set(bertscape.__all__) <= set(namespace)
-    assert namespace["study"].start and namespace["claims"].verdict and namespace["Profile"] is Profile
+    assert namespace["chapter"].start and namespace["chapter"].verdict and namespace["Profile"] is Profile
     assert namespace["from_params"] is from_params and namespace["get_profile"] is get_profile

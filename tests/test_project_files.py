@@ -263,8 +263,9 @@ def test_wheel_installs_and_imports_in_a_clean_venv(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheels[0]) as zf:
         names = set(zf.namelist())
         metadata = zf.read(f"bertscape-{version}.dist-info/METADATA").decode()
-    assert "bertscape/versions.json" in names, "the wheel lacks bertscape/versions.json"
-    assert "bertscape/book.py" in names
+    assert "bertscape/base/versions.json" in names, "the wheel lacks bertscape/base/versions.json"
+    assert {"bertscape/book/__main__.py", "bertscape/geometry/grids.py"} <= set(names), "a subpackage is missing"
+    assert "bertscape/book/build.py" in names
     assert "License-Expression: MIT" in metadata
 
     _run([sys.executable, "-m", "venv", str(env)])  # no system site packages

@@ -1,4 +1,4 @@
-"""Presentation helpers (bertscape.report, plots.forest, the book driver's cell folding): what a
+"""Presentation helpers (bertscape.book.report, plots.forest, the book driver's cell folding): what a
 reader sees is formatted from the rows, never typed."""
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bertscape import plots, report, scorecard
-from bertscape.book import present_notebook
+from bertscape.book import chapter, plots, report
+from bertscape.book.build import present_notebook
+from bertscape.evidence import scorecard
 
 matplotlib.use("Agg")
 
@@ -137,23 +138,23 @@ def test_present_notebook_folds_code_and_hides_the_injected_cell() -> None:
 def test_a_chapter_starts_and_ends_with_one_call_each(monkeypatch: pytest.MonkeyPatch) -> None:
     import myst_nb
 
-    from bertscape import claims, study
-    from bertscape.profiles import from_params
+    from bertscape.book import claims
+    from bertscape.book.profiles import from_params
 
     shown = []
-    monkeypatch.setattr(study, "display", shown.append)
-    P = study.start("smoke", "movies", None, '{"epochs": 2}', seeds="[0, 1]")
+    monkeypatch.setattr(chapter, "display", shown.append)
+    P = chapter.start("smoke", "movies", None, '{"epochs": 2}', seeds="[0, 1]")
     assert P == from_params("smoke", "movies", None, '{"epochs": 2}', seeds="[0, 1]")
-    assert len(shown) == 1 and shown[0].data.startswith(study.profile_summary(P))
+    assert len(shown) == 1 and shown[0].data.startswith(chapter.profile_summary(P))
     assert "`seeds = '[0, 1]'`" in shown[0].data and "computed in this build" in shown[0].data
-    study.start("smoke", show_profile=False)
+    chapter.start("smoke", show_profile=False)
     assert len(shown) == 1
 
     card = _card()
     glued = {}
     monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.__setitem__(name, value))
     monkeypatch.setattr(claims, "chapter_scorecard", lambda P_, chapter: card if chapter == "01" else None)
-    table = claims.verdict(P, "01", {"loss_end": (1, "loss_100")})
+    table = chapter.verdict(P, "01", {"loss_end": (1, "loss_100")})
     summary = scorecard.summarise(card)
     assert glued["chapter_verdict"].data == report.chapter_verdict(summary)
     assert glued["loss_end_verdict"] == "holds" and glued["loss_end_seeds"] == "2 seeds"

@@ -8,16 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bertscape import scorecard as sc
-from bertscape import uncertainty as U
-from bertscape.claims import CLAIMS
-from bertscape.errors import BertscapeError
+from bertscape.base.errors import BertscapeError
+from bertscape.book.claims import CLAIMS
+from bertscape.evidence import scorecard as sc
 
 HOLDS, FAILS, INC = sc.HOLDS, sc.FAILS, sc.INCONCLUSIVE
 
 
 def acc(preds, labels):
-    """Accuracy over the last axis (the shape contract of :data:`bertscape.uncertainty.MetricFn`)."""
+    """Accuracy over the last axis (the shape contract of :data:`bertscape.evidence.uncertainty.MetricFn`)."""
     return (np.asarray(preds) == np.asarray(labels)).mean(axis=-1)
 
 

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urldefrag, urlparse
 
 import pytest
 
-from bertscape.book import REPO_ROOT, build_book
+from bertscape.book.build import REPO_ROOT, build_book
 
 pytestmark = pytest.mark.book
 
@@ -131,8 +131,9 @@ def test_every_chapter_was_executed_without_errors(built: tuple[Path, dict]) -> 
 
 
 def test_smoke_scorecard_has_every_claim(built: tuple[Path, dict]) -> None:
-    from bertscape import claims, scorecard, study
-    from bertscape.profiles import from_params
+    from bertscape.book import claims, study
+    from bertscape.book.profiles import from_params
+    from bertscape.evidence import scorecard
 
     P = from_params("smoke", model=built[1]["parameters"]["model"])
     card = claims.full_scorecard(P)  # read back from the build's cache
@@ -160,9 +161,9 @@ def test_each_chapter_did_the_work_the_plan_counts(built: tuple[Path, dict]) -> 
     """The time estimate counts each chapter's work from the profile; the chapters' kernels counted
     what they did. Training steps and Hessian-vector products match exactly; evaluations lie between
     the plan's least and most (line searches and the basin grid's growth adapt to the run)."""
-    from bertscape import workplan
-    from bertscape.book import chapter_work
-    from bertscape.profiles import from_params
+    from bertscape.book import workplan
+    from bertscape.book.build import chapter_work
+    from bertscape.book.profiles import from_params
 
     site = built[0]
     out = next(p for p in site.parents if (p / "stamps").is_dir())
@@ -279,7 +280,7 @@ def test_every_figure_has_a_caption(site: Path, driver) -> None:
 
 
 def test_the_answer_comes_first(site: Path, driver) -> None:
-    from bertscape import scorecard
+    from bertscape.evidence import scorecard
 
     for page in (site / "index.html", site / "book" / "06_scorecard.html"):
         _load(driver, page)
@@ -397,9 +398,9 @@ def test_a_bundle_renders_the_same_numbers_with_no_work(built: tuple[Path, dict]
     same numbers, and each page names the bundle as its source."""
     import nbformat
 
-    from bertscape import bundle
-    from bertscape.book import chapter_work
-    from bertscape.profiles import from_params
+    from bertscape.book import bundle
+    from bertscape.book.build import chapter_work
+    from bertscape.book.profiles import from_params
 
     site, kw = built
     model = kw["parameters"]["model"]

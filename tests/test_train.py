@@ -9,11 +9,11 @@ import torch
 from safetensors.torch import load_file
 
 from bertscape import RunSpec
-from bertscape.data import get_task
-from bertscape.errors import BertscapeError
-from bertscape.metrics import compute_metrics, dev_error
-from bertscape.models import embedded_model_path
-from bertscape.train import checkpoint_steps, load_run, train
+from bertscape.base.errors import BertscapeError
+from bertscape.data.metrics import compute_metrics, dev_error
+from bertscape.data.tasks import get_task
+from bertscape.runs.models import embedded_model_path
+from bertscape.runs.train import checkpoint_steps, load_run, train
 
 
 def tiny_spec(model: str, **kw) -> RunSpec:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bertscape import uncertainty as U
+from bertscape.evidence import uncertainty as U
 
 
 def acc(preds, labels):
