@@ -43,6 +43,7 @@ bench: setup
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_landscape.py
 	$(PY) benchmarks/bench_layers.py
+	$(PY) benchmarks/bench_precision.py
 
 # A wheel of the package in _build/dist (built in an isolated environment by the PyPI package `build`).
 wheel: setup

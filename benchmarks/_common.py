@@ -29,10 +29,49 @@ def offline_quiet() -> None:
     os.environ.setdefault("BERTSCAPE_PROGRESS", "0")
 
 
+#: Environment variables that restrict the CPU instructions oneDNN, ATen and MKL use (set them to
+#: ``AVX2`` on an AVX-512 machine to see a CPU without native bf16; :mod:`bench_precision`).
+ISA_ENV = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def machine_line(rates: bool = True) -> str:
+    """One line on the machine a benchmark ran on: the CPU model, its cores and torch threads, the flags
+    that decide bf16's speed, any instruction-set limit from the environment, and the cached precision
+    calibration (fp32 vs bf16 autocast, :func:`bertscape.runs.precision.cpu_calibration`) and, with
+    ``rates``, the rates the book's time estimate measures (:func:`bertscape.book.workplan.measure_rates`,
+    about ten seconds)."""
+    import torch
+
+    from bertscape.runs.precision import cpu_calibration, cpu_flags
+
+    info = cpu_flags()
+    flags = ", ".join(k for k, v in info["flags"].items() if v) or "no AVX"
+    limits = ", ".join(f"{k}={os.environ[k]}" for k in ISA_ENV if os.environ.get(k))
+    line = (f"Machine: {info['model']}, {info['cores']} cores, torch {torch.__version__} on "
+            f"{torch.get_num_threads()} threads; flags: {flags}" + (f"; limited by {limits}" if limits else ""))
+    if torch.cuda.is_available():
+        return line + f"; GPU: {torch.cuda.get_device_name(0)}"
+    cal = cpu_calibration()
+    line += (f"; calibration: bf16 autocast {cal['speedup']:.2f}× the speed of fp32 "
+             f"({'bf16' if cal['bf16_faster'] else 'fp32'} chosen by precision=\"auto\")")
+    if rates:
+        from bertscape.book.profiles import get_profile
+        from bertscape.book.workplan import measure_rates
+
+        r = measure_rates(get_profile("quick"))
+        line += (f"; the book's rates (quick profile): a training step {r.train_step:.2f} s, an evaluated sentence "
+                 f"{1000 * r.eval_sentence:.2f} ms, a Hessian-vector product {r.hvp_batch:.2f} s + "
+                 f"{r.hvp_sentence:.3f} s per sentence")
+    return line
+
+
 def write_results(name: str, body: str) -> None:
     """Put ``body`` (a Markdown section) into :data:`RESULTS` between the markers
-    ``<!-- name:start -->`` and ``<!-- name:end -->``, replacing what was there, or append it."""
+    ``<!-- name:start -->`` and ``<!-- name:end -->``, replacing what was there, or append it. The
+    section ends with :func:`machine_line` unless the body already names its machine that way."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if "Machine: " not in body:
+        body = body.rstrip() + "\n\n" + machine_line()
     section = f"{start}\n{body}\n{end}"
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     if start in text and end in text:

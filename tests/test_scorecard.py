@@ -570,3 +570,16 @@ def test_pairing_verdicts_say_why_a_pairing_decided_nothing():
     assert "decided differently" in v.loc[1, "note"]
     v = sc.pairing_verdicts(sc.summarise(pd.concat([base, other], ignore_index=True))).set_index("claim")
     assert v.loc[1, "note"] == "decided under profile only: under both at RI's lr a run did not train"
+
+
+def test_measures_not_computed_give_every_quantity_an_inconclusive_row():
+    """A matched pairing whose runs did not train skips claim 3's and H's measures; the rows it writes
+    carry every quantity the claim reports, so a summary over seeds counts every seed for each."""
+    for claim, rows_of in ((3, sc.WIDTH_ROWS), ("H", sc.CURVATURE_ROWS)):
+        rows = sc.not_computed(claim, "RI did not train")
+        qids = [r["qid"] for r in rows]
+        assert set(q for _, q, *_ in rows_of) <= set(qids) and len(qids) == len(set(qids))
+        assert all(r["verdict"] == INC and r["reason"].endswith("not computed") for r in rows)
+    assert {r["qid"] for r in sc.not_computed("H", "x")} >= {q for q, _ in sc.CURVATURE_REPORTED}
+    with pytest.raises(BertscapeError, match="claim=5 is not accepted"):
+        sc.not_computed(5, "x")

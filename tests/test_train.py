@@ -180,3 +180,15 @@ def test_spec_key_changes_with_fields_not_device():
     assert RunSpec(device="cpu").key() == RunSpec(device="cpu").key()
     assert RunSpec(init="scratch").lr == 1e-4 and a.lr == 5e-5
     assert a.replace(init="scratch").lr == 1e-4
+
+
+def test_resume_states_are_written_at_most_four_times_and_never_after_the_last_epoch():
+    from bertscape.runs.train import RESUME_SAVES, resume_epochs
+
+    assert resume_epochs(1) == [] and resume_epochs(3) == [1, 2] and resume_epochs(12) == [3, 6, 9]
+    for epochs in range(1, 40):
+        saved = resume_epochs(epochs)
+        assert len(saved) <= RESUME_SAVES and all(0 < e < epochs for e in saved)
+        # an interruption loses at most a quarter of the run (rounded up to whole epochs)
+        gaps = [b - a for a, b in zip([0, *saved], [*saved, epochs])]
+        assert max(gaps) <= -(-epochs // RESUME_SAVES)

@@ -1,5 +1,6 @@
-"""Counts of the work this process has done, by kind: sentences evaluated, optimiser steps, and
-Hessian-vector products (per batch, and the sentences in them).
+"""Counts of the work this process has done, by kind: sentences evaluated, optimiser steps (and the
+tokens they saw), resume states written, and Hessian-vector products (per batch, and the sentences in
+them; whole or restricted to some parameters).
 
 The book's time estimate (:mod:`bertscape.book.workplan`) counts the same kinds from a profile before any
 work starts and multiplies them by measured rates; these counters are how a test checks that the plan
@@ -18,9 +19,13 @@ from typing import Iterator
 __all__ = ["KINDS", "LOG_ENV", "add", "snapshot", "counting", "read_log"]
 
 #: What is counted: ``eval_sentences`` (a forward pass over one sentence, no gradient), ``train_steps``
-#: (one optimiser step on a training batch), ``hvp_batches`` and ``hvp_sentences`` (a Hessian-vector
-#: product over one batch, and its sentences).
-KINDS = ("eval_sentences", "train_steps", "hvp_batches", "hvp_sentences")
+#: (one optimiser step on a training batch) and ``train_tokens`` (the padded tokens of its batch: a step's
+#: time grows with them), ``resume_saves`` (a run's state written so an interrupted run can resume),
+#: ``hvp_batches`` and ``hvp_sentences`` (a Hessian-vector product over every parameter on one batch, and
+#: its sentences), and ``layer_hvp_sentences`` (the sentences of a Hessian-vector product restricted to
+#: some parameters, e.g. one layer's: cheaper per sentence than the whole Hessian's).
+KINDS = ("eval_sentences", "train_steps", "train_tokens", "resume_saves", "hvp_batches", "hvp_sentences",
+         "layer_hvp_sentences")
 _COUNTS: collections.Counter = collections.Counter()
 
 

@@ -287,7 +287,7 @@ def _work_text(path: Path) -> str:
     if not w:
         return ""
     return (f" ({w['train_steps']:,} training steps, {w['eval_sentences']:,} sentence evaluations, "
-            f"{w['hvp_sentences']:,} sentences in Hessian-vector products)")
+            f"{w['hvp_sentences'] + w['layer_hvp_sentences']:,} sentences in Hessian-vector products)")
 
 
 def chapter_work(out_dir: str | os.PathLike, docname: str) -> dict[str, int] | None:

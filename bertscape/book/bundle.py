@@ -133,6 +133,7 @@ def export_bundle(P: Profile, out: str | os.PathLike, with_weights: bool = False
         raise BundleError(f"the cache at {cache.cache_dir()} lacks {len(missing)} run(s) of profile {P.name!r} "
                           f"(e.g. {missing[0]}); build the book first: make book PROFILE={P.name}")
     root = cache.cache_dir().resolve()
+    study.forget()  # results this process already holds would be read from memory, not recorded
     with workcount.counting() as work, cache.recording_reads() as reads:
         results_of(P)
     if any(work.values()):

@@ -39,14 +39,14 @@ def _pair(d: Mapping[str, Any]) -> tuple[Any, Any]:
     return d["pretrained"], d["scratch"]
 
 
-def _skipped(claim: int | str, qids: Mapping[str, str], pairing: str, reason: str | None) -> list[dict] | None:
+def _skipped(claim: int | str, pairing: str, reason: str | None) -> list[dict] | None:
     """Under a matched pairing in which a run did not train, the costly landscape measures (line
     searches, Hessians) cannot change the verdict (a comparison with a run that did not train is
-    inconclusive), so they are not computed: one inconclusive row per unit (``qids``: {unit: qid}) says why."""
+    inconclusive), so they are not computed: an inconclusive row per quantity says why
+    (:func:`bertscape.evidence.scorecard.not_computed`)."""
     if pairing == PROFILE_PAIRING or not reason:
         return None
-    return [scorecard.row(claim, qid, "every quantity of the claim", None, None, float("nan"), None, "—", unit=unit,
-                          untrained=f"{reason}; not computed") for unit, qid in qids.items()]
+    return scorecard.not_computed(claim, reason)
 
 
 # ----------------------------------------------------------------------------- each claim's rows
@@ -66,7 +66,7 @@ def _monotone(P: Profile, task: str, seed: int, pairing: str) -> list[dict]:
 
 def _wider(P: Profile, task: str, seed: int, pairing: str) -> list[dict]:
     untrained = not_trained(P, task, seed, pairing)
-    skipped = _skipped(3, {"invariant": "width_d1_fn", "paper": "width_alpha"}, pairing, untrained)
+    skipped = _skipped(3, pairing, untrained)
     if skipped:
         return skipped
     pt, ri = _pair(study.widths(P, task, seed, pairing))
@@ -76,7 +76,7 @@ def _wider(P: Profile, task: str, seed: int, pairing: str) -> list[dict]:
 
 def _curvature(P: Profile, task: str, seed: int, pairing: str) -> list[dict]:
     untrained = not_trained(P, task, seed, pairing)
-    skipped = _skipped("H", {"invariant": "curv_d1_fn", "paper": "curv_alpha"}, pairing, untrained)
+    skipped = _skipped("H", pairing, untrained)
     if skipped:
         return skipped
     pt, ri = _pair(study.curvature_numbers(P, task, seed, pairing))

@@ -8,8 +8,10 @@ glue them (``myst_nb.glue``) so that prose and the introduction quote the number
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
+import itertools
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -20,9 +22,12 @@ from IPython.display import HTML
 from bertscape.book.claims import CLAIMS
 from bertscape.evidence import scorecard
 
+#: Tables drawn by this process so far (part of each table's element ids: see :func:`people_table`).
+_TABLE_COUNT = itertools.count()
+
 __all__ = ["COLUMN_NAMES", "CHAPTER_PAGES", "number", "readable", "people_table", "badge", "verdict_matrix",
            "forest_frame", "figure_html", "chapter_verdict", "claim_sections", "thresholds", "pick",
-           "glue_quantities", "drop_constant", "verdict_counts", "verdict_table", "units_finding", "units_table",
+           "glue_quantities", "drop_constant", "verdict_counts", "verdict_table", "per_seed_table", "units_finding", "units_table",
            "long_run_table", "barrier_table", "FOREST_CAPTION",
            "UNIT_NAMES"]
 
@@ -116,7 +121,10 @@ def people_table(df: pd.DataFrame, *, digits: int = 4, columns: Mapping[str, str
     if "verdict" in out.columns:  # verdicts as badges
         formats["verdict"] = badge
     styler = out.style.format(formats, na_rep="—", escape="html")
-    styler = styler.hide(axis="index").set_table_attributes('class="bertscape-table"')
+    # the element ids pandas writes are random unless set: derive them from the table's content and its
+    # place among the tables this process drew, so that a page rebuilt from the same numbers is the same
+    uid = hashlib.sha1(f"{next(_TABLE_COUNT)}\n{out.to_csv()}".encode()).hexdigest()[:8]
+    styler = styler.set_uuid(uid).hide(axis="index").set_table_attributes('class="bertscape-table"')
     styler = styler.set_td_classes(pd.DataFrame([["num" if c in num_cols else "" for c in out.columns]] * len(out),
                                                 index=out.index, columns=out.columns))
     if caption:
@@ -124,14 +132,20 @@ def people_table(df: pd.DataFrame, *, digits: int = 4, columns: Mapping[str, str
     return styler
 
 
+def plus_minus(value: float, spread: float, digits: int = 4, spread_digits: int = 2) -> str:
+    """"value ± spread" in :func:`number`'s style; the value alone where the spread is missing or zero
+    (one seed, an exact number)."""
+    text = number(value, digits)
+    return text + (f" ± {number(spread, spread_digits)}" if np.isfinite(spread) and spread > 0 else "")
+
+
 def mean_pm(df: pd.DataFrame, columns: Sequence[str], digits: int = 4) -> pd.DataFrame:
-    """``df`` with each of ``columns`` written as "mean ± sd" from it and its ``"<column> sd"`` partner
-    (dropped), in :func:`number`'s style; the mean alone where the spread is missing (one seed)."""
+    """``df`` with each of ``columns`` written as "mean ± sd" (:func:`plus_minus`) from it and its
+    ``"<column> sd"`` partner (dropped)."""
     out = df.copy()
     for c in columns:
         sd = out.pop(f"{c} sd") if f"{c} sd" in out else pd.Series(np.nan, index=out.index)
-        out[c] = [number(m, digits) + (f" ± {number(s, 2)}" if np.isfinite(s) and s > 0 else "")
-                  for m, s in zip(out[c], sd)]
+        out[c] = [plus_minus(m, s, digits) for m, s in zip(out[c], sd)]
     return out
 
 
@@ -431,19 +445,30 @@ def verdict_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The rows of a chapter's (or the whole) scorecard formatted for readers: one row per quantity and
     pairing over the seeds, with readable columns and 3–4 significant digits."""
     s = summary
-
-    def pm(m: float, sd: float) -> str:
-        return number(m, 4) + (f" ± {number(sd, 2)}" if np.isfinite(sd) and sd > 0 else "")
-
     return pd.DataFrame({
         "task": s["task"], "pairing": s["pairing"], "claim": [_cell_name(c, u) for c, u in zip(s["claim"], s["unit"])],
         "quantity": s["quantity"],
-        "PT": [pm(m, d) for m, d in zip(s["pretrained"], s["pretrained_sd"])],
-        "RI": [pm(m, d) for m, d in zip(s["scratch"], s["scratch_sd"])],
+        "PT": [plus_minus(m, d) for m, d in zip(s["pretrained"], s["pretrained_sd"])],
+        "RI": [plus_minus(m, d) for m, d in zip(s["scratch"], s["scratch_sd"])],
         "margin [interval]": [_margin_text(r) for _, r in s.iterrows()],
         "criterion": s["criterion"], "verdict": s["verdict"], "seeds": [_seeds_note(n, o) for n, o in
                                                                           zip(s["seeds"], s["one_seed"])],
         "why": s["reason"],
+    })
+
+
+def per_seed_table(card: pd.DataFrame) -> pd.DataFrame:
+    """Every row of the scorecard (:func:`bertscape.book.claims.full_scorecard`) for each seed separately,
+    with its within-seed decision, in as few columns as the page's width allows: the margin with the
+    interval or ± s.e. it was decided on in one column (:func:`_margin_text`)."""
+    c = card
+    return pd.DataFrame({
+        "task": c["task"], "seed": c["seed"], "pairing": c["pairing"],
+        "claim": [f"{x} · {u}" if u else str(x) for x, u in zip(c["claim"], c["unit"].fillna(""))],
+        "quantity": c["quantity"], "PT": [number(v, 3) for v in c["pretrained"]],
+        "RI": [number(v, 3) for v in c["scratch"]],
+        "margin [interval]": [_margin_text(r) for _, r in c.iterrows()],
+        "verdict": c["verdict"], "why": c["reason"],
     })
 
 
@@ -452,7 +477,7 @@ def _margin_text(r: pd.Series) -> str:
     m, lo, hi, se = r["margin"], r["lo"], r["hi"], r["uncertainty"]
     if np.isfinite(lo) and np.isfinite(hi):
         return f"{number(m, 3)} [{number(lo, 2)}, {number(hi, 2)}]"
-    return number(m, 3) + (f" ± {number(se, 2)}" if np.isfinite(se) and se > 0 else "")
+    return plus_minus(m, se, 3)
 
 
 def claim_sections(summary: pd.DataFrame, pairing: str = "profile") -> Iterable[tuple[str, Any]]:

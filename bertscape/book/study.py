@@ -103,6 +103,15 @@ def control_runs(P: Profile, task: str, seed: int = 0) -> dict[str, RunResult]:
     return out
 
 
+def forget() -> None:
+    """Drop this process's memos of the study's results (every ``lru_cache`` of this module), so that
+    the next call reads them from the cache again: a bundle export records the files the pages read,
+    and a memo would hide them."""
+    for obj in list(globals().values()):
+        if getattr(obj, "__module__", None) == __name__ and callable(getattr(obj, "cache_clear", None)):
+            obj.cache_clear()
+
+
 def figure_seed(P: Profile) -> int:
     """The seed whose results the figures draw (the profile's first)."""
     return P.seeds[0]

@@ -105,7 +105,7 @@ class Explorer:
         if self.static:
             _display_figure(self.default_figure())
         else:
-                    display(self.widget())
+            display(self.widget())
 
     def _ipython_display_(self) -> None:  # a bare ``explorer`` as the last line shows it
         self.show()

@@ -1,13 +1,14 @@
 """How much work a profile is, chapter by chapter, and how long it takes on this machine.
 
 The work is counted from the profile alone, in the units :mod:`bertscape.base.workcount` counts while it
-runs: optimiser steps, sentences evaluated (a forward pass), and Hessian-vector products (per batch and
-per sentence). Each result is charged to the first chapter that asks for it (later chapters read it
+runs: optimiser steps and the padded tokens of their batches (the batches a run will draw are built, as
+the run builds them), resume states written, sentences evaluated (a forward pass), and Hessian-vector
+products (per batch and per sentence; those restricted to one layer's parameters apart). Each result is charged to the first chapter that asks for it (later chapters read it
 from the cache), as the book's chapters run in order. Two kinds of work cannot be counted exactly in
 advance and use stated expectations: a line search's evaluations (:data:`LINE_SEARCH_EVALS`, between
 :data:`LINE_SEARCH_EVALS_RANGE`) and the growth of the θ1-centred basin grid (:data:`BASIN_GROWTH`).
 
-:func:`measure_rates` times the three units on this machine with the profile's own model, data and
+:func:`measure_rates` times the units on this machine with the profile's own model, data and
 resolved precisions (a few seconds; a minute on a slow CPU without native bf16), and :func:`estimate`
 turns work into minutes, per chapter, adding each chapter's fixed cost (a kernel and its imports).
 ``python -m bertscape.book --estimate`` prints it; ``make book`` prints it before it starts.
@@ -20,11 +21,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
+from bertscape.base import workcount
 from bertscape.book import study
 from bertscape.book.profiles import Profile
 from bertscape.data.tasks import train_batches
@@ -33,7 +36,13 @@ from bertscape.runs.evaluate import evaluate, forward_logits, loss_fn
 from bertscape.runs.models import build_model, resolve_device
 from bertscape.runs.precision import autocast_dtype
 from bertscape.runs.precision import resolve as resolve_precision
-from bertscape.runs.train import load_run, run_data
+from bertscape.runs.train import (
+    load_run,
+    make_optimizer,
+    resume_epochs,
+    run_data,
+    save_resume,
+)
 
 __all__ = ["Work", "Rates", "Assumptions", "EXPECTED", "LEAST", "MOST", "CHAPTERS", "plan", "measure_rates",
            "estimate", "format_estimate", "LINE_SEARCH_EVALS", "BASIN_GROWTH"]
@@ -70,13 +79,16 @@ MOST = Assumptions(LINE_SEARCH_EVALS_RANGE[1], None, 1.0)
 
 @dataclass
 class Work:
-    """Counts of work: training steps, evaluated sentences, Hessian-vector products (batches and the
-    sentences in them), and what they are made of (``items``: label → counts, for the printout)."""
+    """Counts of work in the units of :data:`bertscape.base.workcount.KINDS`, and what they are made of
+    (``items``: label → counts, for the printout)."""
 
     train_steps: float = 0.0
+    train_tokens: float = 0.0
+    resume_saves: float = 0.0
     eval_sentences: float = 0.0
     hvp_batches: float = 0.0
     hvp_sentences: float = 0.0
+    layer_hvp_sentences: float = 0.0
     items: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def add(self, label: str, **counts: float) -> None:
@@ -86,26 +98,32 @@ class Work:
             self.items[label][k] += v
 
     def counts(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in ("train_steps", "eval_sentences", "hvp_batches", "hvp_sentences")}
+        return {k: getattr(self, k) for k in workcount.KINDS}
 
 
 @dataclass(frozen=True)
 class Rates:
-    """Seconds per unit of work on this machine: a training step, an evaluated sentence, a
-    Hessian-vector product (``hvp_batch``: per batch; ``hvp_sentence``: per sentence in it), and a
-    chapter's fixed cost (a fresh kernel importing the package and its plotting). ``describe`` says
-    where they were measured."""
+    """Seconds per unit of work on this machine: a training step (``train_step`` per step plus
+    ``train_token`` per padded token of its batch), a resume state written, an evaluated sentence, a
+    Hessian-vector product (``hvp_batch``: per batch; ``hvp_sentence``: per sentence in it; restricted
+    to one layer: ``layer_hvp_sentence``), and a chapter's fixed cost (a fresh kernel importing the
+    package and its plotting). ``describe`` says where they were measured."""
 
     train_step: float
+    train_token: float
+    resume_save: float
     eval_sentence: float
     hvp_batch: float
     hvp_sentence: float
+    layer_hvp_sentence: float
     chapter: float
     describe: str = ""
 
     def seconds(self, w: Work) -> float:
-        return (w.train_steps * self.train_step + w.eval_sentences * self.eval_sentence
-                + w.hvp_batches * self.hvp_batch + w.hvp_sentences * self.hvp_sentence)
+        return (w.train_steps * self.train_step + w.train_tokens * self.train_token
+                + w.resume_saves * self.resume_save + w.eval_sentences * self.eval_sentence
+                + w.hvp_batches * self.hvp_batch + w.hvp_sentences * self.hvp_sentence
+                + w.layer_hvp_sentences * self.layer_hvp_sentence)
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -115,13 +133,24 @@ def _sizes(spec: Any) -> tuple[int, int]:
     return len(tr), len(dv)
 
 
+def _train_tokens(spec: Any) -> int:
+    """The padded tokens of every batch a run draws: its batches rebuilt epoch by epoch with the run's
+    own generator (:func:`bertscape.runs.train.train`), without touching a model."""
+    train_enc, _ = run_data(spec)
+    return sum(int(b["input_ids"].numel()) for e in range(spec.epochs)
+               for b in train_batches(train_enc, spec.batch_size, torch.Generator().manual_seed(spec.seed * 100_003 + e),
+                                      group_by_length=spec.group_by_length))
+
+
 def _train_work(w: Work, label: str, spec: Any) -> None:
-    """A fine-tuning run: its optimiser steps and its dev evaluations (one before training)."""
+    """A fine-tuning run: its optimiser steps and their tokens, its resume states
+    (:func:`bertscape.runs.train.resume_epochs`) and its dev evaluations (one before training)."""
     n_train, n_dev = _sizes(spec)
     per_epoch = math.ceil(n_train / spec.batch_size)
     n_evals = 1 + len({min(e * per_epoch + math.ceil((j + 1) * per_epoch / spec.evals_per_epoch), (e + 1) * per_epoch)
                        for e in range(spec.epochs) for j in range(spec.evals_per_epoch)})
-    w.add(label, train_steps=per_epoch * spec.epochs, eval_sentences=n_evals * n_dev)
+    w.add(label, train_steps=per_epoch * spec.epochs, train_tokens=_train_tokens(spec),
+          resume_saves=len(resume_epochs(spec.epochs)), eval_sentences=n_evals * n_dev)
 
 
 def _n(P: Profile, spec: Any, n: int | None, split: str = "train") -> int:
@@ -166,11 +195,18 @@ class _Planner:
         return out
 
 
-def plan(P: Profile, skip_cached_runs: bool = False, assume: Assumptions = EXPECTED) -> dict[str, Work]:
+def plan(P: Profile, skip_cached_runs: bool = False, assume: Assumptions = EXPECTED,
+         pair_trained: Callable[[str, int, str], bool] | None = None) -> dict[str, Work]:
     """The work of every chapter of the book for profile ``P`` (``{chapter: Work}``), counted cold (every
     result computed by the first chapter that asks for it). ``skip_cached_runs``: fine-tuning runs
     already in the cache are not counted (what a re-build after a code change costs, at most).
-    ``assume``: the counts no plan can know exactly (:class:`Assumptions`)."""
+    ``assume``: the counts no plan can know exactly (:class:`Assumptions`). ``pair_trained(task, seed,
+    pairing)``: whether both runs of a matched pairing trained; where they did not, the chapters skip
+    that pairing's line searches and Hessians (they could not change its verdict). A plan made before
+    training cannot know, so by default it counts them (the most that can happen); given the answers
+    (e.g. from the runs in the cache) it counts exactly what the chapters do. One function over 80 lines
+    on purpose: it walks the chapters in the order they run, which is what charges each result to the
+    first chapter that needs it."""
     pl = _Planner(P, skip_cached_runs)
     n0 = P.grid_points[0]
     k = max(1, (n0 - 1) // 2)
@@ -194,8 +230,13 @@ def plan(P: Profile, skip_cached_runs: bool = False, assume: Assumptions = EXPEC
                   P.grid_n_eval)
         for s in P.seeds:  # chapter 2: widths, areas, Hessians and θ1 evaluations of every seed and pairing
             for pairing in study.pairings(P):
+                skip = pairing != main and pair_trained is not None and not pair_trained(t, s, pairing)
                 for init, spec in pl.runs("02", t, s, pairing).items():
                     w = pl.work["02"]
+                    if skip:  # only the evaluations at θ1 (claim 6) are made for this pairing
+                        if pl.once(("theta1", spec.key())):
+                            w.add("θ1 evaluations", eval_sentences=2 * _n(P, spec, P.n_dev, "dev"))
+                        continue
                     if pl.once(("widths", spec.key())):
                         w.add("line searches", eval_sentences=searches * _n(P, spec, P.grid_n_eval))
                     if pl.once(("theta1", spec.key())):
@@ -227,9 +268,7 @@ def plan(P: Profile, skip_cached_runs: bool = False, assume: Assumptions = EXPEC
                     w.add("per-layer curves", eval_sentences=(n_groups * (len(P.layer_alphas) - 1) + 1) * n)
                     w.add("restores", eval_sentences=(2 * n_enc) * (n + _n(P, spec, P.curve_n_eval, "dev")))
                     m = _n(P, spec, P.hessian_n_eval)
-                    batches = math.ceil(m / 64)
-                    w.add("per-layer Hessians", hvp_batches=n_groups * P.layer_hessian_steps * batches,
-                          hvp_sentences=n_groups * P.layer_hessian_steps * m)
+                    w.add("per-layer Hessians", layer_hvp_sentences=n_groups * P.layer_hessian_steps * m)
                     w.add("CKA", eval_sentences=2 * assume.cka_share * _n(P, spec, P.curve_n_eval, "dev"))
                 w.add("per-layer curvature", eval_sentences=(3 * n_enc + 1) * n)
                 w.add("restored thirds", eval_sentences=2 * _n(P, spec, P.n_dev, "dev"))
@@ -271,25 +310,35 @@ def _chapter_cost() -> float:
     return time.perf_counter() - t
 
 
-def measure_rates(P: Profile, task: str | None = None) -> Rates:
-    """Seconds per training step, evaluated sentence and Hessian-vector product on this machine, timed
-    on the profile's model (pre-trained weights), its data and its resolved precisions: 3 training steps
-    of ``batch_size`` sentences after one warm-up, an evaluation of 2 × ``eval_batch_size`` sentences, and
-    Hessian-vector products on batches of 8 and 32 sentences (their difference separates the per-batch
-    cost from the per-sentence one). Plus a chapter's fixed cost (:func:`_chapter_cost`)."""
-    task = task or P.tasks[0]
-    spec = P.run_spec(task, "pretrained", P.seeds[0])
-    dev = resolve_device(P.device)
+def _fit_step_time(tokens: list[int], seconds: list[float]) -> tuple[float, float]:
+    """(seconds per step, seconds per padded token) by least squares over timed steps of different
+    sizes; where the sizes barely differ, or the fit says more tokens cost less (noise), a step's
+    median time per token (no fixed part)."""
+    x, y = np.asarray(tokens, np.float64), np.asarray(seconds, np.float64)
+    if len(x) >= 3 and x.max() >= 1.5 * x.min():
+        b, a = np.polyfit(x, y, 1)
+        if a >= 0 and b > 0:
+            return float(a), float(b)
+    return 0.0, float(np.median(y / x))
+
+
+def _time_training(spec: Any, model: torch.nn.Module, dev: torch.device) -> tuple[float, float, float, list[int]]:
+    """(seconds per step, per padded token, per resume state, the token counts timed) for run ``spec``
+    on ``model`` (see :func:`measure_rates`)."""
+    import tempfile
+
     train_enc, _ = run_data(spec)
     info = spec.task_info
-    model = build_model(spec.model, "pretrained", info.num_labels, 0, info.is_regression).to(dev)
-    # a training step, in the training precision
+    # training steps, in the training precision, on batches from the smallest to the largest in tokens
     dtype = autocast_dtype(spec.precision, dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
-    batches = train_batches(train_enc, spec.batch_size, torch.Generator().manual_seed(0), group_by_length=True)
-    times = []
-    for i, b in enumerate(batches[:4]):
-        b = {k: v.to(dev) for k, v in b.items()}
+    model.train()
+    opt = make_optimizer(model, spec.replace(lr=1e-9))  # the run's own optimiser (fused AdamW where it can be)
+    batches = sorted(train_batches(train_enc, spec.batch_size, torch.Generator().manual_seed(0),
+                                   group_by_length=spec.group_by_length), key=lambda b: b["input_ids"].numel())
+    picks = sorted({round(q * (len(batches) - 1)) for q in np.linspace(0, 1, 6)})
+    tokens, times = [], []
+    for i in picks + picks:  # the first pass warms up: a run sees each batch shape again and again
+        b = {k: v.to(dev) for k, v in batches[i].items()}
         t = time.perf_counter()
         with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = forward_logits(model, b)
@@ -297,9 +346,41 @@ def measure_rates(P: Profile, task: str | None = None) -> Rates:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if i:
-            times.append(time.perf_counter() - t)
-    step = statistics.median(times)
+        tokens.append(int(b["input_ids"].numel()))
+        times.append(time.perf_counter() - t)
+    n = len(picks)
+    step, per_token = _fit_step_time(tokens[n:], times[n:])
+    # a resume state, as a run writes it at the end of an epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    saves = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(3):  # each replaces the one before, as epoch after epoch does
+            t = time.perf_counter()
+            save_resume(Path(tmp), model, opt, sched, {"epoch": 1, "step": 1, "steps": [], "evals": [], "preds": []})
+            saves.append(time.perf_counter() - t)
+    per_save = statistics.median(saves)
+    del opt, sched
+    return step, per_token, per_save, tokens[n:]
+
+
+def measure_rates(P: Profile, task: str | None = None) -> Rates:
+    """Seconds per unit of work on this machine, timed on the profile's model (pre-trained weights),
+    its data and its resolved precisions: training steps (the run's optimiser, in training mode) on six
+    batches of ``batch_size`` sentences spanning the run's batch sizes in tokens, timed on a second pass
+    (a line through step time against padded tokens), a resume state written (the median of three, each
+    replacing the last), an evaluation of 2 × ``eval_batch_size`` sentences,
+    Hessian-vector products on batches of 8 and 32 sentences (their difference separates the
+    per-batch cost from the per-sentence one), and one restricted to a middle layer on 32 sentences
+    (a lower layer's costs more, an upper one's less). Plus a chapter's fixed cost
+    (:func:`_chapter_cost`). Takes seconds natively, a minute or two on a CPU without native bf16."""
+    from bertscape.geometry.layers import discover_layers
+
+    task = task or P.tasks[0]
+    spec = P.run_spec(task, "pretrained", P.seeds[0])
+    dev = resolve_device(P.device)
+    info = spec.task_info
+    model = build_model(spec.model, "pretrained", info.num_labels, 0, info.is_regression).to(dev)
+    step, per_token, per_save, tokens = _time_training(spec, model, dev)
     # an evaluated sentence, in the grids' precision
     ev = landscape.eval_sets_for_run(spec, 2 * P.eval_batch_size, 0, dev, P.eval_batch_size, splits=("train",))["train"]
     prec = resolve_precision(P.grid_precision, dev)
@@ -307,23 +388,29 @@ def measure_rates(P: Profile, task: str | None = None) -> Rates:
     t = time.perf_counter()
     evaluate(model, ev, prec)
     per_sentence = (time.perf_counter() - t) / len(ev)
-    # Hessian-vector products on 8 and 32 sentences
+    # Hessian-vector products on 8 and 32 sentences, and one restricted to a middle layer's parameters
+    layers = discover_layers(model)
+    middle = layers.names_of(list(layers.groups)[len(layers.groups) // 2])
     hv = {}
-    for n in (8, 32):
-        es = landscape.eval_sets_for_run(spec, n, 0, dev, n, splits=("train",))["train"]
+    for n, names in ((8, None), (32, None), ("layer", middle)):
+        size = 32 if n == "layer" else n
+        es = landscape.eval_sets_for_run(spec, size, 0, dev, size, splits=("train",))["train"]
         with curvature.second_order_mode(model):
-            op = curvature.hessian_operator(model, es)
+            op = curvature.hessian_operator(model, es, names)
             v = torch.randn(op.size, generator=torch.Generator().manual_seed(0)).to(op.device, op.dtype)
-            op.matvec(v) if n == 8 else None  # warm-up
+            op.matvec(v) if n != 32 else None  # warm-up
             t = time.perf_counter()
             op.matvec(v)
             hv[n] = time.perf_counter() - t
     per_hvp_sentence = max((hv[32] - hv[8]) / 24, 0.0)
     per_hvp_batch = max(hv[8] - 8 * per_hvp_sentence, 0.0)
-    desc = (f"measured on {_machine()}: a training step {step:.2f} s (batch {spec.batch_size}, "
-            f"{spec.resolved_precision()}), an evaluated sentence {1000 * per_sentence:.1f} ms ({prec}), a "
-            f"Hessian-vector product {hv[8]:.2f} s on 8 sentences and {hv[32]:.2f} s on 32 (fp32)")
-    return Rates(step, per_sentence, per_hvp_batch, per_hvp_sentence, _chapter_cost(), desc)
+    desc = (f"measured on {_machine()}: a training step {step:.2f} s + {1e3 * per_token:.2f} ms per padded token "
+            f"(batch {spec.batch_size}, {spec.resolved_precision()}; {min(tokens)}–{max(tokens)} tokens timed), "
+            f"a resume state {per_save:.2f} s, an evaluated sentence {1000 * per_sentence:.1f} ms ({prec}), a "
+            f"Hessian-vector product {hv[8]:.2f} s on 8 sentences and {hv[32]:.2f} s on 32 (fp32), one layer's "
+            f"{hv['layer']:.2f} s on 32")
+    return Rates(step, per_token, per_save, per_sentence, per_hvp_batch, per_hvp_sentence, hv["layer"] / 32,
+                 _chapter_cost(), desc)
 
 
 def _machine() -> str:
@@ -363,7 +450,7 @@ def format_estimate(P: Profile, est: Mapping[str, Mapping[str, Any]], rates: Rat
     for ch, e in est.items():
         w = e["work"]
         lines.append(f"[book]   chapter {ch}: ~{_minutes(e['seconds'])} — {w['train_steps']:,.0f} training steps, "
-                     f"{w['eval_sentences']:,.0f} sentence evaluations, {w['hvp_sentences']:,.0f} sentences in "
+                     f"{w['eval_sentences']:,.0f} sentence evaluations, {w['hvp_sentences'] + w['layer_hvp_sentences']:,.0f} sentences in "
                      f"Hessian-vector products")
     total = sum(e["seconds"] for e in est.values())
     lines.append(f"[book]   total: ~{_minutes(total)} (a cold cache; cached results are read back)")

@@ -449,15 +449,34 @@ def claim_curvature(pt: Mapping[str, Any], ri: Mapping[str, Any], untrained: str
         rows.append(row("H", qid, label, a["value"], b["value"], b["value"] - a["value"],
                         _batch_se(b["batches"], a["batches"]), "PT < RI", unit=unit, scored=scored,
                         untrained=untrained))
-    for qid, key, label in (("top_eigenvalue", "top_eigenvalue", "Hessian top eigenvalue at θ1 (raw parameters)"),
-                            ("trace", "trace", "Hessian trace at θ1 (raw parameters)")):
-        rows.append(row("H", qid, label, pt[key], ri[key], ri[key] - pt[key],
-                        _batch_se(ri[f"{key.split('_')[0]}_batches"], pt[f"{key.split('_')[0]}_batches"]),
+    (top, top_label), (trace, trace_label), (norm_qid, norm_label) = CURVATURE_REPORTED
+    for qid, label in ((top, top_label), (trace, trace_label)):
+        rows.append(row("H", qid, label, pt[qid], ri[qid], ri[qid] - pt[qid],
+                        _batch_se(ri[f"{qid.split('_')[0]}_batches"], pt[f"{qid.split('_')[0]}_batches"]),
                         "PT < RI", scored=False, untrained=untrained))
-    rows.append(row("H", "theta1_norm_sq", "‖θ1‖² (the scale raw curvature is in)", pt["theta1_norm"] ** 2,
-                    ri["theta1_norm"] ** 2, float("nan"), None, "—", scored=False,
-                    no_uncertainty="a property of the run"))
+    rows.append(row("H", norm_qid, norm_label, pt["theta1_norm"] ** 2, ri["theta1_norm"] ** 2, float("nan"), None,
+                    "—", scored=False, no_uncertainty="a property of the run"))
     return rows
+
+
+#: Claim H's rows reported beside the scored ones (qid, label), in the order they are written.
+CURVATURE_REPORTED = (("top_eigenvalue", "Hessian top eigenvalue at θ1 (raw parameters)"),
+                      ("trace", "Hessian trace at θ1 (raw parameters)"),
+                      ("theta1_norm_sq", "‖θ1‖² (the scale raw curvature is in)"))
+
+
+def not_computed(claim: int | str, reason: str) -> list[dict]:
+    """The rows of a landscape claim (3 or H) whose measures were not computed because a run did not
+    train (``reason``): one inconclusive row for every quantity the claim would report, with the same
+    ids, so that the summary over seeds sees every quantity in every seed ("not computed in k of n")."""
+    specs = {3: [(qid, label, unit, scored) for _, qid, label, unit, scored in WIDTH_ROWS],
+             "H": [(qid, label, unit, scored) for _, qid, label, unit, scored in CURVATURE_ROWS]
+             + [(qid, label, "", False) for qid, label in CURVATURE_REPORTED]}
+    if claim not in specs:
+        raise BertscapeError(f"claim={claim!r} is not accepted; expected one of {list(specs)} (the claims whose "
+                             "costly measures are skipped when a run did not train)")
+    return [row(claim, qid, label, None, None, float("nan"), None, "PT > RI" if claim == 3 else "PT < RI",
+                unit=unit, scored=scored, untrained=f"{reason}; not computed") for qid, label, unit, scored in specs[claim]]
 
 
 def steps_to_basin(steps: pd.DataFrame, rel: float = 0.1) -> float:

@@ -71,9 +71,14 @@ def hessian_operator(model: torch.nn.Module, evalset: EvalSet, names: str | Sequ
     chosen = set(resolve_names(trainable, names))
     task = evalset.task
 
+    restricted = len(chosen) < len(trainable)
+
     def batch_loss(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        workcount.add("hvp_batches")
-        workcount.add("hvp_sentences", int(batch["labels"].shape[0]))
+        if restricted:  # counted apart: a product over a few parameters costs less per sentence
+            workcount.add("layer_hvp_sentences", int(batch["labels"].shape[0]))
+        else:
+            workcount.add("hvp_batches")
+            workcount.add("hvp_sentences", int(batch["labels"].shape[0]))
         logits = forward_logits(net, batch).float()
         return loss_fn(task, logits, batch["labels"], reduction="sum") * (n_batches / n_examples)
 

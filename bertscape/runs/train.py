@@ -203,8 +203,22 @@ def load_run(spec: RunSpec) -> RunResult | None:
 
 # ----------------------------------------------------------------------------- resume state
 
-def _save_resume(folder: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched, state: dict) -> None:
-    """Everything needed to continue after ``state['epoch']`` epochs (no pickles)."""
+#: At most this many resume states are written per run: a state is a few hundred MB (the model and the
+#: optimiser's two moments) and takes a second or two to write, so a 12-epoch run saves every 3rd epoch
+#: and an interruption costs at most a quarter of the run.
+RESUME_SAVES = 4
+
+
+def resume_epochs(epochs: int) -> list[int]:
+    """After which epochs a run of ``epochs`` epochs writes its resume state: every
+    ``ceil(epochs / RESUME_SAVES)``-th, never after the last (the finished run is written then)."""
+    every = math.ceil(epochs / RESUME_SAVES)
+    return [e for e in range(every, epochs, every)]
+
+
+def save_resume(folder: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched, state: dict) -> None:
+    """Everything needed to continue after ``state['epoch']`` epochs (no pickles): the model, the
+    optimiser's moments, the random state and the run's records so far, written atomically."""
     sd = opt.state_dict()
     tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, st in sd["state"].items()
                for k, v in st.items() if torch.is_tensor(v)}
@@ -246,7 +260,8 @@ def _load_resume(folder: Path, model: torch.nn.Module, opt: torch.optim.Optimize
 
 # ----------------------------------------------------------------------------- training
 
-def _optimizer(model: torch.nn.Module, spec: RunSpec) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, spec: RunSpec) -> torch.optim.Optimizer:
+    """The run's AdamW: weight decay on matrices only (not on biases and LayerNorm), fused where it can be."""
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         if not p.requires_grad:
@@ -293,7 +308,7 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
     model = build_model(spec.model, spec.init, task.num_labels, spec.seed, task.is_regression,
                         spec.init_seed).to(device)
     theta0 = trainable_state(model)
-    opt = _optimizer(model, spec)
+    opt = make_optimizer(model, spec)
     sched = _scheduler(opt, spec, total)
     torch.manual_seed(spec.seed)
 
@@ -356,6 +371,7 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
                 sched.step()
                 step += 1
                 workcount.add("train_steps")
+                workcount.add("train_tokens", batch["input_ids"].numel())
                 pending.append(({"step": step, "epoch": step / steps_per_epoch, "lr": lr,
                                  "seconds": time.perf_counter() - t_start}, loss.detach()))
                 if callback is not None or step in eval_steps or step % SYNC_EVERY == 0:
@@ -370,9 +386,11 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
                 if callback is not None:
                     callback(step, steps[-1]["loss"])
             flush()
-            _save_resume(partial, model, opt, sched, {"epoch": epoch + 1, "step": step, "steps": steps,
-                                                      "evals": evals, "preds": preds,
-                                                      "elapsed": time.perf_counter() - t_start})
+            if epoch + 1 in resume_epochs(spec.epochs):
+                save_resume(partial, model, opt, sched, {"epoch": epoch + 1, "step": step, "steps": steps,
+                                                         "evals": evals, "preds": preds,
+                                                         "elapsed": time.perf_counter() - t_start})
+                workcount.add("resume_saves")
     finally:
         bar.close()
 
