@@ -29,11 +29,6 @@ def offline_quiet() -> None:
     os.environ.setdefault("BERTSCAPE_PROGRESS", "0")
 
 
-#: Environment variables that restrict the CPU instructions oneDNN, ATen and MKL use (set them to
-#: ``AVX2`` on an AVX-512 machine to see a CPU without native bf16; :mod:`bench_precision`).
-ISA_ENV = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
-
-
 def machine_line(rates: bool = True) -> str:
     """One line on the machine a benchmark ran on: the CPU model, its cores and torch threads, the flags
     that decide bf16's speed, any instruction-set limit from the environment, and the cached precision
@@ -42,11 +37,11 @@ def machine_line(rates: bool = True) -> str:
     about ten seconds)."""
     import torch
 
-    from bertscape.runs.precision import cpu_calibration, cpu_flags
+    from bertscape.runs.precision import cpu_calibration, cpu_flags, isa_limits
 
     info = cpu_flags()
     flags = ", ".join(k for k, v in info["flags"].items() if v) or "no AVX"
-    limits = ", ".join(f"{k}={os.environ[k]}" for k in ISA_ENV if os.environ.get(k))
+    limits = ", ".join(f"{k}={v}" for k, v in isa_limits().items() if v)
     line = (f"Machine: {info['model']}, {info['cores']} cores, torch {torch.__version__} on "
             f"{torch.get_num_threads()} threads; flags: {flags}" + (f"; limited by {limits}" if limits else ""))
     if torch.cuda.is_available():
@@ -59,9 +54,7 @@ def machine_line(rates: bool = True) -> str:
         from bertscape.book.workplan import measure_rates
 
         r = measure_rates(get_profile("quick"))
-        line += (f"; the book's rates (quick profile): a training step {r.train_step:.2f} s, an evaluated sentence "
-                 f"{1000 * r.eval_sentence:.2f} ms, a Hessian-vector product {r.hvp_batch:.2f} s + "
-                 f"{r.hvp_sentence:.3f} s per sentence")
+        line += f"; the book's rates (quick profile), {r.describe.replace('measured on ', 'measured on this machine: ', 1)}"
     return line
 
 

@@ -133,14 +133,23 @@ def cpu_flags() -> dict[str, Any]:
     return {"model": model, "cores": os.cpu_count() or 1, "flags": {f: f in flags for f in BF16_FLAGS}}
 
 
+#: Environment variables that limit the instruction sets oneDNN, MKL and ATen use (a user can switch
+#: AVX-512 and AMX off with them, which the CPU's flags do not show).
+ISA_LIMIT_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+
+
+def isa_limits() -> dict[str, str]:
+    """The instruction-set limits set in the environment (:data:`ISA_LIMIT_VARS`; empty where unset)."""
+    return {k: os.environ.get(k, "") for k in ISA_LIMIT_VARS}
+
+
 def _fingerprint() -> dict[str, Any]:
     """What a calibration's result depends on: the CPU, torch, the thread count and the oneDNN/MKL
     instruction-set limits a user may set."""
     info = cpu_flags()
     return {"cpu": info["model"], "flags": sorted(k for k, v in info["flags"].items() if v),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "isa_limits": {k: os.environ.get(k, "") for k in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
-                                                              "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")},
+            "isa_limits": isa_limits(),
             "workload": [CALIBRATION_LAYERS, *CALIBRATION_BATCH], "repeats": CALIBRATION_REPEATS,
             "rule": BF16_MIN_SPEEDUP}
 
