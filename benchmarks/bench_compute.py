@@ -69,13 +69,13 @@ def _forget_grid_inputs() -> None:
 
 def _point_seconds() -> float:
     """In this process (driver or worker): the seconds spent evaluating grid points since the last
-    call, then the count starts again. The first call wraps ``landscape.evaluate_sets`` (what the
-    grid engine calls once per point) with a timer; the grids themselves are unchanged."""
+    call, then the count starts again. The first call wraps ``grids.evaluate_sets`` (what the grid
+    engine calls once per point) with a timer; the grids themselves are unchanged."""
     import time as _time
 
-    from bertscape.geometry import landscape
+    from bertscape.geometry import grids
 
-    timed = landscape.evaluate_sets
+    timed = grids.evaluate_sets
     if not hasattr(timed, "seconds"):
         inner = timed
 
@@ -87,7 +87,7 @@ def _point_seconds() -> float:
                 timed.seconds += _time.perf_counter() - start
 
         timed.seconds = 0.0
-        landscape.evaluate_sets = timed
+        grids.evaluate_sets = timed
     seconds, timed.seconds = timed.seconds, 0.0
     return seconds
 

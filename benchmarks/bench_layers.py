@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import resource
@@ -60,8 +61,8 @@ def ensure_run(spec: RunSpec):
     if run is not None:
         return run, 0.0
     t = time.perf_counter()
-    code = ("from bertscape.runs.spec import RunSpec; from bertscape.runs.train import train; "
-            f"train(RunSpec(init={spec.init!r}))")
+    code = ("import json; from bertscape.runs.spec import RunSpec; from bertscape.runs.train import train; "
+            f"train(RunSpec(**json.loads({json.dumps(spec.to_dict())!r})))")  # exactly this run
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     run = load_run(spec)
     assert run is not None

@@ -82,8 +82,10 @@ print(json.dumps({"times": out, "auto": "bf16" if cal["bf16_faster"] else "fp32"
 
 def _child(pairs: int, extra_env: dict[str, str]) -> dict:
     env = {**os.environ, **extra_env, "BERTSCAPE_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(pairs), str(_common.ROOT)], env=env, check=True,
+    done = subprocess.run([sys.executable, "-c", CHILD, str(pairs), str(_common.ROOT)], env=env,
                           capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the measuring process with {extra_env or 'no ISA limit'} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

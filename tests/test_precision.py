@@ -98,3 +98,17 @@ def test_the_real_calibration_agrees_with_the_cpu_flags(monkeypatch, fresh_cache
     if flags["amx_bf16"] and not any(precision.isa_limits().values()):
         assert cal["speedup"] > 1.0, cal
     assert precision.describe("cpu").startswith(f"auto = {'bf16' if cal['bf16_faster'] else 'fp32'}")
+
+
+def test_the_calibration_measures_inside_an_evaluation(monkeypatch, fresh_cache):
+    """The first precision resolved on a machine may be asked for inside ``torch.inference_mode`` (an
+    evaluation with ``precision="auto"``): the calibration still times training steps with gradients."""
+    import torch
+
+    monkeypatch.delenv("BERTSCAPE_CPU_BF16", raising=False)
+    monkeypatch.setattr(precision, "CALIBRATION_REPEATS", 1)
+    precision.cpu_calibration.cache_clear()
+    with torch.inference_mode():
+        cal = precision.cpu_calibration()
+    assert cal["fp32_seconds"] > 0 and cal["bf16_seconds"] > 0
+    precision.cpu_calibration.cache_clear()

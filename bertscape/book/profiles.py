@@ -6,8 +6,9 @@ to the paper-scale experiment on a GPU.  Four profiles exist:
 
 ========  ==========================================================================================
 smoke     seconds; for tests. 64 sentences, one epoch, 5-point curves, 5×5 grids.
-quick     the default. The embedded MiniLM model on the embedded ``movies`` task, sized so the whole
-          book executes cold in about 26 minutes on a 2-core CPU.
+quick     the default. The embedded MiniLM model on the embedded ``movies`` task, three seeds, sized so
+          the whole book executes cold in at most 45 minutes on a 2-core CPU with native bf16 (measured:
+          41 min 36 s); about 1 h 45 min on 2 AVX2-only cores (estimated). Its work is below.
 paper     ``bert-base-uncased`` on MRPC, RTE, SST-2 and CoLA, full data, paper-like grids; needs a GPU
           and either a reachable model hub or local copies (see :attr:`Profile.glue_dir`).
 gpu       one GPU, no hub: the embedded MiniLM on the whole ``movies`` task, three seeds, 31×31 grids
@@ -39,7 +40,18 @@ puts the book over the 30-minute goal), site 5 s. Then the line searches took 3 
 points only where a resample could need them and one evaluation of θ1 for all four directions (~30 % fewer
 evaluations), and the quick profile went to 9×7 θ0-centred surfaces, 224 sentences a landscape point, 8
 Hessian products and 9 points a segment. Measured from a fresh clone (``make book``, cold cache):
-26 min 10 s — set-up 1.6 min, chapters 616 / 227 / 212 / 199 / 198 / 16 s, site 5 s.
+26 min 10 s — set-up 1.6 min, chapters 616 / 227 / 212 / 199 / 198 / 16 s, site 5 s. Then verdicts were
+decided over three seeds (the quick profile's budget became 45 minutes) with PT at RI's learning rate as the
+control: 41 min 36 s cold (``make book``, chapters 919 / 805 / 388 / 146 / 186 / 10 s).
+
+The quick profile's work, in the units :mod:`bertscape.base.workcount` counts (planned by
+:func:`bertscape.book.workplan.plan`; per chapter in the README's "How long it takes"): 2,847 training steps
+over 2,821,080 padded tokens, 34 resume states, 682,899 evaluated sentences, 612 whole-model Hessian-vector
+products over 4,896 sentences and 2,304 sentences in per-layer products. Its time on a machine is that work
+times the rates :func:`bertscape.book.workplan.measure_rates` measures there (``make book`` prints it before
+it starts): on the 2-core CPU with native bf16 above, 0.03 s + 0.21 ms per padded token a step, 1.4 s a
+resume state, 1.7 ms a sentence, 65 ms a sentence in a whole-model product and 23 ms in a per-layer one; on
+the same CPU limited to AVX2 (fp32), 0.52 ms per padded token, 0.9 s, 5.8 ms, 84 and 31 ms.
 """
 from __future__ import annotations
 
@@ -353,9 +365,10 @@ PROFILES: dict[str, Profile] = {
         layer_hessian_steps=2, cka_tokens=256,
     ),
     "quick": Profile(
-        name="quick", description="default; MiniLM on movie reviews, whole book in about 26 min on a 2-core CPU",
+        name="quick", description="default; MiniLM on movie reviews, three seeds, whole book in about 42 min on 2 "
+        "cores with native bf16 (make book prints the estimate for yours)",
         model="embedded", tasks=("movies",), curve_points=21,
-        # sized for the 30-minute budget on 2 cores (the module docstring has the measured builds):
+        # sized for the budget on 2 cores (the module docstring has the measured builds):
         # 7 β rows on the θ0-centred surface (the θ1-centred basin grid keeps 9 a side), 224
         # sentences a landscape point (standard errors ×1.07 against 256), 8 Hessian products per
         # estimate and 9 points a segment (t in steps of 1/8).

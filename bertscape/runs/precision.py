@@ -174,7 +174,14 @@ def _calibration_model() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
 
 def _measure() -> dict[str, Any]:
     """The fastest times of a training step (forward and backward) plus an inference forward, fp32 and
-    bf16 autocast, timed in interleaved pairs (a change in the machine's load hits both alike)."""
+    bf16 autocast, timed in interleaved pairs (a change in the machine's load hits both alike). Runs with
+    gradients on whatever the caller's mode: the first precision resolved on a machine may be inside an
+    evaluation (``torch.inference_mode``)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        return _measure_with_grad()
+
+
+def _measure_with_grad() -> dict[str, Any]:
     model, batch = _calibration_model()
 
     def step(bf16: bool) -> None:
