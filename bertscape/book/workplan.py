@@ -37,11 +37,13 @@ from bertscape.runs.models import build_model, resolve_device
 from bertscape.runs.precision import autocast_dtype
 from bertscape.runs.precision import resolve as resolve_precision
 from bertscape.runs.train import (
+    epoch_batches,
     load_run,
     make_optimizer,
     resume_epochs,
     run_data,
     save_resume,
+    step_plan,
 )
 
 __all__ = ["Work", "Rates", "Assumptions", "EXPECTED", "LEAST", "MOST", "CHAPTERS", "plan", "measure_rates",
@@ -133,24 +135,15 @@ def _sizes(spec: Any) -> tuple[int, int]:
     return len(tr), len(dv)
 
 
-def _train_tokens(spec: Any) -> int:
-    """The padded tokens of every batch a run draws: its batches rebuilt epoch by epoch with the run's
-    own generator (:func:`bertscape.runs.train.train`), without touching a model."""
-    train_enc, _ = run_data(spec)
-    return sum(int(b["input_ids"].numel()) for e in range(spec.epochs)
-               for b in train_batches(train_enc, spec.batch_size, torch.Generator().manual_seed(spec.seed * 100_003 + e),
-                                      group_by_length=spec.group_by_length))
-
-
 def _train_work(w: Work, label: str, spec: Any) -> None:
-    """A fine-tuning run: its optimiser steps and their tokens, its resume states
+    """A fine-tuning run: its optimiser steps and the padded tokens of its batches (rebuilt epoch by
+    epoch as the run builds them, without touching a model), its resume states
     (:func:`bertscape.runs.train.resume_epochs`) and its dev evaluations (one before training)."""
-    n_train, n_dev = _sizes(spec)
-    per_epoch = math.ceil(n_train / spec.batch_size)
-    n_evals = 1 + len({min(e * per_epoch + math.ceil((j + 1) * per_epoch / spec.evals_per_epoch), (e + 1) * per_epoch)
-                       for e in range(spec.epochs) for j in range(spec.evals_per_epoch)})
-    w.add(label, train_steps=per_epoch * spec.epochs, train_tokens=_train_tokens(spec),
-          resume_saves=len(resume_epochs(spec.epochs)), eval_sentences=n_evals * n_dev)
+    train_enc, dev_enc = run_data(spec)
+    _, total, _, eval_steps = step_plan(spec, len(train_enc))
+    tokens = sum(int(b["input_ids"].numel()) for e in range(spec.epochs) for b in epoch_batches(spec, train_enc, e))
+    w.add(label, train_steps=total, train_tokens=tokens, resume_saves=len(resume_epochs(spec.epochs)),
+          eval_sentences=(1 + len(eval_steps)) * len(dev_enc))
 
 
 def _n(P: Profile, spec: Any, n: int | None, split: str = "train") -> int:

@@ -149,10 +149,9 @@ def _forget_memos_of_other_caches(root: str) -> None:
         return
     _last_cache_root[:] = [root]
     resident_model.cache_clear()
-    study = sys.modules.get("bertscape.book.study")
-    for obj in vars(study).values() if study is not None else ():
-        if callable(getattr(obj, "cache_clear", None)):
-            obj.cache_clear()
+    study = sys.modules.get("bertscape.book.study")  # loaded by the units that use it, never imported here
+    if study is not None:
+        study.forget()
 
 
 def _run_unit(fn: Callable[..., Any], args: tuple, kwargs: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Any, float]:

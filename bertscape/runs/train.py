@@ -286,7 +286,7 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
             notebooks; raising from it interrupts the run, which later resumes).
         force: ignore a cached result and train again.
 
-    Longer than ~80 lines on purpose: the set-up (:func:`_step_plan`, :func:`_scheduler`) and the
+    Longer than ~80 lines on purpose: the set-up (:func:`step_plan`, :func:`_scheduler`) and the
     final write (:func:`_write_run`) are pieces of their own, but the epoch loop and its two helpers
     (``record_eval``, ``flush``) stay here in one piece, because the order of its random draws,
     optimiser steps, loss syncs, checkpoints and resume saves is what makes a resumed run identical
@@ -303,7 +303,7 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
     check_positive_int("batch_size", spec.batch_size, upper=len(train_enc),
                        what=f"the training subset has {len(train_enc)} examples")
     dev = prepare_eval(dev_enc, device)
-    steps_per_epoch, total, ckpt_steps, eval_steps = _step_plan(spec, len(train_enc))
+    steps_per_epoch, total, ckpt_steps, eval_steps = step_plan(spec, len(train_enc))
 
     model = build_model(spec.model, spec.init, task.num_labels, spec.seed, task.is_regression,
                         spec.init_seed).to(device)
@@ -356,9 +356,7 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
     try:
         for epoch in range(start_epoch, spec.epochs):
             model.train()
-            gen = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
-            for batch in train_batches(train_enc, spec.batch_size, gen,
-                                       group_by_length=spec.group_by_length):
+            for batch in epoch_batches(spec, train_enc, epoch):
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                     logits = forward_logits(model, batch)
@@ -405,7 +403,14 @@ def train(spec: RunSpec, progress: bool | None = None, callback: StepCallback | 
     return result
 
 
-def _step_plan(spec: RunSpec, n_train: int) -> tuple[int, int, list[int], list[int]]:
+def epoch_batches(spec: RunSpec, train_enc: Encoded, epoch: int) -> list[dict[str, torch.Tensor]]:
+    """The training batches of one epoch of run ``spec``, in order: a generator seeded by the run's seed
+    and the epoch, so a resumed run and the time estimate (:mod:`bertscape.book.workplan`) see the same."""
+    gen = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
+    return train_batches(train_enc, spec.batch_size, gen, group_by_length=spec.group_by_length)
+
+
+def step_plan(spec: RunSpec, n_train: int) -> tuple[int, int, list[int], list[int]]:
     """``(steps_per_epoch, total, checkpoint steps, evaluation steps)`` of a run on ``n_train``
     examples: ``evals_per_epoch`` evaluations spread evenly over each epoch, the last at its end."""
     steps_per_epoch = math.ceil(n_train / spec.batch_size)
